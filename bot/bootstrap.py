@@ -1,0 +1,93 @@
+"""The composition root: builds the services, the core, the transports and the background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.settings import Settings
+from bot.transport import Transport
+from handlers.clock import Clock, SystemClock
+from handlers.context import Services
+from handlers.core import Core
+from handlers.files import FileStore
+from handlers.org import load_organisation
+from scheduler.outbox import OutboxSender
+from storage.db import create_engine, session_factory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: AsyncEngine
+    services: Services
+    core: Core
+    sender: OutboxSender
+    transports: dict[str, Transport] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.sender.stop()
+        for transport in self.transports.values():
+            await transport.stop()
+        await self.engine.dispose()
+
+
+def build_services(settings: Settings, engine: AsyncEngine, clock: Clock | None = None) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Services(
+        sessions=session_factory(engine),
+        org=load_organisation(settings.org_file),
+        clock=clock or SystemClock(),
+        files=FileStore(settings.data_dir),
+        tz=settings.tz,
+        default_locale=settings.locale,
+        flood_limit_per_minute=settings.flood_limit_per_minute,
+    )
+
+
+def build_app(settings: Settings, clock: Clock | None = None) -> App:
+    engine = create_engine(settings.database_url)
+    services = build_services(settings, engine, clock)
+    core = Core(services)
+    sender = OutboxSender(services)
+    services.on_outbox = sender.wake
+    app = App(settings=settings, engine=engine, services=services, core=core, sender=sender)
+    if settings.telegram_enabled:
+        from bot.telegram import TelegramTransport
+
+        app.transports["telegram"] = TelegramTransport(settings, core)
+    if settings.vk_enabled:
+        from bot.vk import VKTransport
+
+        app.transports["vk"] = VKTransport(settings, core)
+    sender.transports = app.transports
+    return app
+
+
+async def serve(app: App, stop: asyncio.Event | None = None) -> None:
+    """Run the transports and the outbox sender until SIGINT/SIGTERM (or `stop` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    for name, transport in app.transports.items():
+        await transport.start()
+        log.info("%s transport started", name)
+    await app.sender.start()
+    for name in app.transports:
+        if name == "telegram":
+            bot_username = getattr(app.transports[name], "username", None)
+            app.services.bot_username = bot_username
+    log.info("МЦУ assistant is running")
+    try:
+        await stop.wait()
+    finally:
+        await app.close()

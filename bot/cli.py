@@ -1,0 +1,223 @@
+"""`mcu`: the command line of the МЦУ assistant."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from bot.settings import Settings
+from handlers.org import Organisation, OrgFileError, load_organisation
+from handlers.rules.deadlines import Kind, compute_deadlines
+
+NO_TOKEN = (
+    "mcu: no messenger token is set. Set MCU_TELEGRAM_TOKEN, or MCU_VK_TOKEN together with "
+    "MCU_VK_GROUP_ID (in the environment or in .env; see .env.example). "
+    "/ Не задан токен мессенджера: укажите MCU_TELEGRAM_TOKEN или MCU_VK_TOKEN и "
+    "MCU_VK_GROUP_ID (переменные окружения или файл .env, образец — .env.example)."
+)
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one clear line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MCU_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"mcu: configuration error: {problems}") from exc
+
+
+def load_org(settings: Settings, path: Path | None = None) -> Organisation:
+    try:
+        return load_organisation(path or settings.org_file)
+    except OrgFileError as exc:
+        raise UsageError(f"mcu: organisation file error: {exc}") from exc
+
+
+def parse_moment(value: str, settings: Settings, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise UsageError(f"mcu deadlines: {name} {value!r} is not an ISO 8601 time, "
+                         "e.g. 2026-11-27T19:30 or 2026-11-27T19:30+11:00") from exc
+    # A time without an offset is local МЦУ time: that is what an operator on the phone means.
+    return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    print(f"database is up to date: {_safe_url(settings.database_url)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.bootstrap import build_app, serve
+    from storage.migrate import upgrade
+
+    settings = load_settings()
+    load_org(settings)
+    if not (settings.telegram_enabled or settings.vk_enabled):
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+    upgrade(settings.database_url)
+
+    async def main() -> None:
+        await serve(build_app(settings))
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_org_check(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    path = Path(args.file) if args.file else settings.org_file
+    org = load_org(settings, path)
+    print(f"{path}: OK — {len(org.blocks)} blocks, {len(org.topics)} topics, "
+          f"{len(org.sections)} sections")
+    return 0
+
+
+def cmd_org_show(args: argparse.Namespace) -> int:
+    from handlers.org import Role
+
+    settings = load_settings()
+    org = load_org(settings, Path(args.file) if args.file else None)
+    roles = {role: getattr(org.roles, role).position
+             for role in ("curator", "chairman", "im_coordinator", "press")}
+    roles["head"] = "Руководитель отраслевого блока"
+    roles["executor"] = "Ответственный исполнитель"
+    roles["operator"] = "Оператор МЦУ"
+    if args.json:
+        print(json.dumps({
+            "roles": [{"id": str(Role(r)), "position": p} for r, p in roles.items()],
+            "blocks": [{"id": b.id, "title": b.title, "head": b.head, "topics": b.topics}
+                       for b in org.blocks],
+            "topics": [{"id": t.id, "title": t.title,
+                        "block": org.block_of_topic[t.id].id} for t in org.topics],
+        }, ensure_ascii=False, indent=2))
+        return 0
+    print(org.name)
+    print("\nРоли (roles):")
+    for role, position in roles.items():
+        print(f"  {role:<15} {position}")
+    print("\nБлоки (blocks):")
+    for block in org.blocks:
+        print(f"  {block.id:<20} {block.title}")
+        print(f"  {'':<20} руководитель: {block.head}")
+        print(f"  {'':<20} тематики: {', '.join(block.topics) or '—'}")
+    print("\nТематики (topics):")
+    for topic in org.topics:
+        print(f"  {topic.id:<20} {topic.title}  → {org.block_of_topic[topic.id].id}")
+    return 0
+
+
+def cmd_deadlines(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    org = load_org(settings)
+    try:
+        kind = Kind(args.kind)
+    except ValueError as exc:
+        raise UsageError(f"mcu deadlines: unknown kind {args.kind!r}; "
+                         "use message, incident or appeal") from exc
+    if args.topic is not None and args.topic not in org.topic_by_id:
+        raise UsageError(f"mcu deadlines: unknown topic {args.topic!r}; "
+                         f"see `mcu org show` for the ids")
+    received = parse_moment(args.received, settings, "--received")
+    registered = (parse_moment(args.registered, settings, "--registered")
+                  if args.registered else None)
+    if registered is not None and registered < received:
+        raise UsageError("mcu deadlines: --registered is earlier than --received")
+    calendar = org.work_calendar(settings.tz)
+    deadlines = compute_deadlines(kind, org.policy(kind, args.topic), calendar,
+                                  received, registered)
+    print(json.dumps(deadlines.as_dict(), ensure_ascii=False))
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def build_parser() -> Parser:
+    parser = Parser(prog="mcu", description="Ассистент МЦУ городского округа «Охинский» "
+                                            "(the МЦУ assistant).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    run = commands.add_parser("run", help="migrate the database and start the bots")
+    run.set_defaults(func=cmd_run)
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
+    migrate.set_defaults(func=cmd_migrate)
+
+    org = commands.add_parser("org", help="the organisation file")
+    org_commands = org.add_subparsers(dest="org_command", required=True, parser_class=Parser)
+    check = org_commands.add_parser("check", help="validate an organisation file")
+    check.add_argument("file", nargs="?", help="default: MCU_ORG_FILE or the shipped file")
+    check.set_defaults(func=cmd_org_check)
+    show = org_commands.add_parser("show", help="print roles, blocks and topics")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--file", help="default: MCU_ORG_FILE or the shipped file")
+    show.set_defaults(func=cmd_org_show)
+
+    deadlines = commands.add_parser("deadlines", help="compute the deadlines of an item (JSON)")
+    deadlines.add_argument("--kind", required=True, help="message, incident or appeal")
+    deadlines.add_argument("--topic", help="topic id (per-topic deadlines)")
+    deadlines.add_argument("--received", required=True, help="ISO 8601; local time if no offset")
+    deadlines.add_argument("--registered", help="ISO 8601; default: the time of receipt")
+    deadlines.set_defaults(func=cmd_deadlines)
+
+    for register in COMMAND_PLUGINS:
+        register(commands)
+    return parser
+
+
+# Later features add their own sub-commands here (staff, jobs, import, stats).
+COMMAND_PLUGINS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

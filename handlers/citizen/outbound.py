@@ -1,0 +1,78 @@
+"""Messages the core sends to a citizen on its own initiative (staff actions, the scheduler).
+
+They are rendered by the transport of the item's channel: the account the citizen wrote from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import payloads
+from handlers.context import Services
+from handlers.events import Button, ChatRef, OutgoingPhoto, Platform, Reply
+from handlers.i18n import Translator, translator
+from handlers.outbox import enqueue
+from storage.models import Account, Attachment, Item
+
+
+async def citizen_chat(session: AsyncSession, item: Item) -> tuple[ChatRef, Translator] | None:
+    """Where the citizen of this item can be reached, or None (outside channel, withdrawn
+    consent, blocked bot)."""
+    if item.reply_account_id is None:
+        return None
+    account = await session.get(Account, item.reply_account_id)
+    if account is None or account.blocked_bot_at is not None:
+        return None
+    return ChatRef(Platform(account.platform), account.chat_id), translator(account.locale)
+
+
+def _queue(session: AsyncSession, services: Services, chat: ChatRef, reply: Reply, item: Item,
+           now: datetime) -> None:
+    enqueue(session, chat, reply, audience="citizen", now=now, item_id=item.id)
+    services.on_outbox()
+
+
+async def ask_citizen(session: AsyncSession, services: Services, item: Item,
+                      question: str) -> bool:
+    """The question goes to the citizen; their next message becomes the clarification."""
+    target = await citizen_chat(session, item)
+    if target is None:
+        return False
+    chat, t = target
+    reply = Reply(t("clarify.question", number=item.number, question=question),
+                  title=t("clarify.question.title"),
+                  buttons=[[Button(t("button.answer_question"),
+                                   payloads.make("clarify", item.id))]])
+    _queue(session, services, chat, reply, item, services.now())
+    return True
+
+
+async def deliver_answer(session: AsyncSession, services: Services, item: Item,
+                         photos: list[Attachment] | None = None, *,
+                         to_item: Item | None = None) -> bool:
+    """The answer of `item` goes to the citizen of `to_item` (itself, or a duplicate of it)."""
+    recipient = to_item or item
+    target = await citizen_chat(session, recipient)
+    if target is None:
+        return False
+    chat, t = target
+    reply = Reply(t("answer.to_citizen", number=recipient.number, answer=item.answer_text or ""),
+                  title=t("answer.to_citizen.title", number=recipient.number),
+                  photos=[OutgoingPhoto(services.files.path(p.path)) for p in photos or []
+                          if p.kind == "photo"])
+    _queue(session, services, chat, reply, recipient, services.now())
+    return True
+
+
+async def notify_citizen(session: AsyncSession, services: Services, item: Item, key: str,
+                         **values: object) -> bool:
+    """A plain notice about the item (an extension, a forwarding, a redirect)."""
+    target = await citizen_chat(session, item)
+    if target is None:
+        return False
+    chat, t = target
+    _queue(session, services, chat, Reply(t(key, number=item.number, **values)), item,
+           services.now())
+    return True

@@ -1,0 +1,183 @@
+"""Messenger-neutral events (what came in) and replies (what goes out).
+
+Transports translate their updates into these and render the replies; the core never sees an
+aiogram or vkbottle object. Identities are (platform, id) pairs, never bare ints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Platform(StrEnum):
+    TELEGRAM = "telegram"
+    VK = "vk"
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """A messenger account: who acted."""
+
+    platform: Platform
+    user_id: str
+
+
+@dataclass(frozen=True)
+class ChatRef:
+    """Where to answer: a private chat or a group chat on one platform."""
+
+    platform: Platform
+    chat_id: str
+
+
+@dataclass(frozen=True)
+class IncomingPhoto:
+    data: bytes
+    mime: str = "image/jpeg"
+    width: int | None = None
+    height: int | None = None
+    source_id: str | None = None  # the platform's own file id, kept for reference only
+
+
+@dataclass(frozen=True)
+class Location:
+    latitude: float
+    longitude: float
+
+
+# Kinds of content the core does not accept as a report, named so the reply can say what it got.
+class Unsupported(StrEnum):
+    STICKER = "sticker"
+    VOICE = "voice"
+    VIDEO_NOTE = "video_note"
+    VIDEO = "video"
+    AUDIO = "audio"
+    DOCUMENT = "document"
+    CONTACT = "contact"
+    POLL = "poll"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    update_key: str  # unique per platform, for at-most-once processing
+    user: UserRef
+    chat: ChatRef
+    is_private: bool = True
+    text: str | None = None
+    photos: tuple[IncomingPhoto, ...] = ()
+    location: Location | None = None
+    unsupported: Unsupported | None = None
+    display_name: str | None = None
+    language_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ButtonPress:
+    update_key: str
+    user: UserRef
+    chat: ChatRef
+    payload: str  # never trusted: the core re-checks everything it implies
+    is_private: bool = True
+    display_name: str | None = None
+    language_code: str | None = None
+
+
+Event = IncomingMessage | ButtonPress
+
+
+@dataclass(frozen=True)
+class Button:
+    text: str
+    payload: str
+    url: str | None = None  # a link button instead of a callback
+
+
+@dataclass(frozen=True)
+class OutgoingPhoto:
+    path: Path
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingDocument:
+    path: Path
+    filename: str
+
+
+@dataclass
+class Reply:
+    """One outbound message.
+
+    `text` is plain text; transports escape it for their markup. `title` is shown emphasised
+    where the messenger can. `menu` asks for the persistent main menu (a reply keyboard in
+    Telegram, a non-inline keyboard in VK); `buttons` are choices attached to the message.
+    """
+
+    text: str
+    title: str | None = None
+    buttons: list[list[Button]] = field(default_factory=list)
+    menu: list[list[str]] | None = None
+    remove_menu: bool = False
+    monospace: bool = False
+    photos: list[OutgoingPhoto] = field(default_factory=list)
+    location: Location | None = None
+    document: OutgoingDocument | None = None
+
+    def to_json(self) -> dict:  # type: ignore[type-arg]
+        return {
+            "text": self.text,
+            "title": self.title,
+            "buttons": [[{"text": b.text, "payload": b.payload, "url": b.url} for b in row]
+                        for row in self.buttons],
+            "menu": self.menu,
+            "remove_menu": self.remove_menu,
+            "monospace": self.monospace,
+            "photos": [{"path": str(p.path), "caption": p.caption} for p in self.photos],
+            "location": ([self.location.latitude, self.location.longitude]
+                         if self.location else None),
+            "document": ({"path": str(self.document.path), "filename": self.document.filename}
+                         if self.document else None),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Reply:  # type: ignore[type-arg]
+        location = data.get("location")
+        document = data.get("document")
+        return cls(
+            text=data["text"],
+            title=data.get("title"),
+            buttons=[[Button(b["text"], b["payload"], b.get("url")) for b in row]
+                     for row in data.get("buttons", [])],
+            menu=data.get("menu"),
+            remove_menu=data.get("remove_menu", False),
+            monospace=data.get("monospace", False),
+            photos=[OutgoingPhoto(Path(p["path"]), p.get("caption"))
+                    for p in data.get("photos", [])],
+            location=Location(*location) if location else None,
+            document=(OutgoingDocument(Path(document["path"]), document["filename"])
+                      if document else None),
+        )
+
+
+@dataclass
+class Response:
+    """What the core decided for one event: replies into the same chat, and for a button press
+    an optional short notice (a Telegram callback answer / a VK snackbar)."""
+
+    replies: list[Reply] = field(default_factory=list)
+    notice: str | None = None
+    edit_source: bool = False  # remove the buttons of the message that was pressed
+
+
+class DeliveryError(Exception):
+    """Raised by a transport when a message could not be delivered."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 permanent: bool = False, blocked: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+        self.blocked = blocked

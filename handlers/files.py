@@ -1,0 +1,32 @@
+"""Attachments on disk under MCU_DATA_DIR, addressed by a relative path stored in the database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp",
+              "application/pdf": ".pdf"}
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save(self, data: bytes, mime: str, now: datetime) -> str:
+        relative = Path("attachments") / f"{now:%Y}" / f"{now:%m}" / (
+            uuid.uuid4().hex + EXTENSIONS.get(mime, ".bin"))
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a crash never leaves a half-written file under the final name.
+        temporary = target.with_suffix(target.suffix + ".part")
+        temporary.write_bytes(data)
+        temporary.replace(target)
+        return relative.as_posix()
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def delete(self, relative: str) -> None:
+        (self.root / relative).unlink(missing_ok=True)

@@ -1,0 +1,74 @@
+"""The task card: what staff see of an item, rendered as neutral replies."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from handlers.context import Services
+from handlers.events import Button, Location, OutgoingPhoto, Reply
+from handlers.formatting import local_datetime, map_link, split_text, status_label
+from handlers.i18n import Translator
+from storage.models import Attachment, Citizen, Item
+
+
+def deadline_lines(t: Translator, item: Item, tz: ZoneInfo) -> list[str]:
+    lines = []
+    for key, value in (("registration_due", item.registration_due),
+                       ("forward_due", item.forward_due),
+                       ("first_reaction_due", item.first_reaction_due),
+                       ("answer_due", item.answer_due)):
+        if value is not None:
+            lines.append(t(f"card.{key}", when=local_datetime(value, tz)))
+    return lines
+
+
+def card_text(services: Services, t: Translator, item: Item, citizen: Citizen | None,
+              show_personal: bool) -> str:
+    org, tz = services.org, services.tz
+    lines = [
+        t("card.topic", topic=org.topic_by_id[item.topic].label(t.locale)),
+        t("card.kind_channel", kind=t(f"kind.{item.kind}"), channel=t(f"channel.{item.channel}")),
+        t("card.block", block=org.block_by_id[item.block_id].title),
+        t("card.status", status=status_label(t, item.status)),
+        t("card.received", when=local_datetime(item.received_at, tz)),
+        *deadline_lines(t, item, tz),
+    ]
+    if item.external_number:
+        lines.append(t("card.external_number", number=item.external_number))
+    if item.no_answer:
+        lines.append(t("card.no_answer"))
+    if item.address:
+        lines.append(t("card.address", address=item.address))
+    if item.latitude is not None and item.longitude is not None:
+        lines.append(t("card.map", link=map_link(item.latitude, item.longitude)))
+    if show_personal and citizen is not None and citizen.anonymised_at is None:
+        who = citizen.name or t("card.citizen_unnamed")
+        lines.append(t("card.citizen", name=who))
+        for key, value in (("phone", citizen.phone), ("email", citizen.email),
+                           ("postal_address", citizen.postal_address)):
+            if value:
+                lines.append(t(f"card.citizen_{key}", value=value))
+    if item.post_url:
+        lines.append(t("card.post_url", url=item.post_url))
+    lines += ["", item.text]
+    return "\n".join(lines)
+
+
+def item_card(services: Services, t: Translator, item: Item, attachments: list[Attachment],
+              citizen: Citizen | None, *, show_personal: bool,
+              buttons: list[list[Button]] | None = None) -> list[Reply]:
+    """The card as one or more messages: text pieces, then the photos, then the location.
+    Buttons go on the last text piece so they stay next to the content they act on."""
+    title = t("card.title", number=item.number)
+    pieces = split_text(card_text(services, t, item, citizen, show_personal))
+    replies = [Reply(piece, title=title if i == 0 else None) for i, piece in enumerate(pieces)]
+    photos = [OutgoingPhoto(services.files.path(a.path)) for a in attachments
+              if a.kind == "photo"]
+    if photos:
+        replies.append(Reply("", photos=photos))
+    if item.latitude is not None and item.longitude is not None:
+        replies.append(Reply("", location=Location(item.latitude, item.longitude)))
+    if buttons:
+        # Keep the actions last, so the head reads everything before acting.
+        replies.append(Reply(t("card.actions", number=item.number), buttons=buttons))
+    return replies

@@ -1,0 +1,53 @@
+"""One turn of a conversation: the event, the account, its dialog, the open transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.accounts import Dialog
+from handlers.context import Services
+from handlers.events import ButtonPress, ChatRef, Event, IncomingMessage, Reply
+from handlers.i18n import Translator
+from handlers.outbox import enqueue
+from storage.models import Account
+
+
+@dataclass
+class Turn:
+    session: AsyncSession
+    services: Services
+    event: Event
+    account: Account
+    dialog: Dialog
+    t: Translator
+    queued: int = 0
+    notice: str | None = None
+    replies: list[Reply] = field(default_factory=list)
+
+    @property
+    def now(self) -> datetime:
+        return self.services.now()
+
+    @property
+    def message(self) -> IncomingMessage | None:
+        return self.event if isinstance(self.event, IncomingMessage) else None
+
+    @property
+    def press(self) -> ButtonPress | None:
+        return self.event if isinstance(self.event, ButtonPress) else None
+
+    def reply(self, reply: Reply) -> None:
+        self.replies.append(reply)
+
+    def say(self, key: str, **values: object) -> None:
+        self.replies.append(Reply(self.t(key, **values)))
+
+    def send(self, chat: ChatRef, reply: Reply, *, audience: str, item_id: int | None = None,
+             not_before: datetime | None = None) -> None:
+        """Queue a message to somebody else, committed together with this turn."""
+        enqueue(self.session, chat, reply, audience=audience, now=self.now, item_id=item_id,
+                not_before=not_before)
+        self.queued += 1

@@ -1,0 +1,305 @@
+"""Database models (SQLAlchemy 2, typed). Times are stored as naive UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in Python, naive UTC in the database (portable across dialects)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}  # noqa: RUF012
+
+
+class Citizen(Base):
+    """Personal data of a person who reported something; anonymised on withdrawal."""
+
+    __tablename__ = "citizens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(300))
+    phone: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(200))
+    postal_address: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    anonymised_at: Mapped[datetime | None]
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    block_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_staff_role_block", "role", "block_id"),)
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Account(Base):
+    """A messenger identity: (platform, user_id). It links to a citizen and/or a staff record."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(8))
+    citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    blocked_bot_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    citizen: Mapped[Citizen | None] = relationship(lazy="raise")
+    staff: Mapped[Staff | None] = relationship(lazy="raise")
+
+    __table_args__ = (UniqueConstraint("platform", "user_id"),)
+
+
+class Consent(Base):
+    """152-ФЗ consent: when, which policy version, and when withdrawn."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    policy_version: Mapped[str] = mapped_column(String(32))
+    given_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+
+
+class Invite(Base):
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    block_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    created_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+
+
+class GroupBinding(Base):
+    """A group chat bound by a command: the chairman's summary group or a block's group."""
+
+    __tablename__ = "group_bindings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # "summary" or "block"
+    block_id: Mapped[str] = mapped_column(String(64), default="")
+    platform: Mapped[str] = mapped_column(String(16))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    bound_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    bound_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("purpose", "block_id", "platform"),)
+
+
+class RegistrationCounter(Base):
+    """The last registration number issued in a year (numbers are sequential per year)."""
+
+    __tablename__ = "registration_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Item(Base):
+    """One сообщение, инцидент or обращение."""
+
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(32))
+    external_number: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(24))
+    topic: Mapped[str] = mapped_column(String(64))
+    block_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(String(500))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    post_url: Mapped[str | None] = mapped_column(String(1000))
+    citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"), index=True)
+    reply_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    registered_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    executor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    taken_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    no_answer: Mapped[bool] = mapped_column(Boolean, default=False)  # 59-ФЗ art. 11
+
+    received_at: Mapped[datetime]
+    registered_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    registration_due: Mapped[datetime | None]
+    forward_due: Mapped[datetime | None]
+    first_reaction_due: Mapped[datetime | None]
+    answer_due: Mapped[datetime | None]
+    original_answer_due: Mapped[datetime | None]
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    first_reaction_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    answer_text: Mapped[str | None] = mapped_column(Text)
+    answer_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    draft_answer_text: Mapped[str | None] = mapped_column(Text)
+    answer_published_at: Mapped[datetime | None]
+    rating: Mapped[int | None] = mapped_column(Integer)
+    satisfaction: Mapped[str | None] = mapped_column(String(16))  # yes / partly / no
+    reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    citizen: Mapped[Citizen | None] = relationship(lazy="raise")
+    reply_account: Mapped[Account | None] = relationship(lazy="raise")
+    attachments: Mapped[list[Attachment]] = relationship(
+        lazy="raise", order_by="Attachment.id", back_populates="item"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("channel", "external_number"),
+        Index("ix_items_status_answer_due", "status", "answer_due"),
+        Index("ix_items_topic_created", "topic", "created_at"),
+        Index("ix_items_block_status", "block_id", "status"),
+        Index("ix_items_created", "created_at"),
+    )
+
+
+class ItemEvent(Base):
+    """Append-only history of an item: who did what, when, from which state to which."""
+
+    __tablename__ = "item_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(24))
+    actor_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    actor_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str | None] = mapped_column(String(24))
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Attachment(Base):
+    """A stored file (photo or document) with enough metadata to re-upload it anywhere."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # report, comment, clarification, answer
+    kind: Mapped[str] = mapped_column(String(16))  # photo, document
+    path: Mapped[str] = mapped_column(String(500))  # relative to MCU_DATA_DIR
+    mime: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    source_platform: Mapped[str | None] = mapped_column(String(16))
+    source_file_id: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+
+    item: Mapped[Item | None] = relationship(lazy="raise", back_populates="attachments")
+
+
+class DialogState(Base):
+    """Where each messenger user is in a dialog, so a restart continues at the same step."""
+
+    __tablename__ = "dialog_states"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime]
+
+
+class ProcessedUpdate(Base):
+    """Update ids already handled: each Telegram update and VK event is processed once."""
+
+    __tablename__ = "processed_updates"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    update_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class OutboxMessage(Base):
+    """A durable outbound message; the sender delivers it and marks it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[str] = mapped_column(String(16))  # citizen, staff, group
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    not_before: Mapped[datetime]  # staff messages wait for working hours
+    next_attempt_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
