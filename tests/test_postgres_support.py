@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support.postgres import PostgresServer, find_pg_bin
 
-pytest_plugins = ["tests.support.pg_plugin"]
 
 
 def test_find_pg_bin() -> None:
