@@ -158,6 +158,116 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open(settings: Settings):  # type: ignore[no-untyped-def]
+    from storage.db import create_engine, session_factory
+    from storage.migrate import upgrade
+
+    upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    return engine, session_factory(engine)
+
+
+def bot_username(settings: Settings) -> str | None:
+    if settings.telegram_bot_username:
+        return settings.telegram_bot_username
+    if not settings.telegram_enabled:
+        return None
+    from bot.telegram import fetch_username
+
+    try:
+        return asyncio.run(fetch_username(settings))
+    except Exception:  # offline or a wrong token: the code itself still works
+        return None
+
+
+def cmd_staff_invite(args: argparse.Namespace) -> int:
+    from handlers.clock import SystemClock
+    from handlers.staff.invites import InviteError, create_invite
+
+    settings = load_settings()
+    org = load_org(settings)
+    now = SystemClock().now()
+
+    async def create() -> tuple[str, datetime]:
+        engine, sessions = _open(settings)
+        try:
+            async with sessions() as session, session.begin():
+                invite = await create_invite(session, org, args.role, args.block, args.name, now)
+                return invite.code, invite.expires_at
+        finally:
+            await engine.dispose()
+
+    try:
+        code, expires = asyncio.run(create())
+    except InviteError as exc:
+        messages = {"unknown_role": f"unknown role {args.role!r}",
+                    "block_required": "--block is required for head and executor",
+                    "unknown_block": f"unknown block {args.block!r} (see `mcu org show`)",
+                    "block_not_allowed": "--block is only for head and executor"}
+        raise UsageError(f"mcu staff invite: {messages.get(exc.reason, exc.reason)}") from exc
+    username = bot_username(settings)
+    link = f"https://t.me/{username}?start={code}" if username else (
+        f"https://t.me/<имя_бота>?start={code}  (set MCU_TELEGRAM_BOT_USERNAME to print it)")
+    print(f"Код приглашения / invitation code: {code}")
+    print(f"Действует до / valid until: {expires.astimezone(settings.tz):%d.%m.%Y %H:%M} "
+          f"({settings.timezone}), один раз / once")
+    print(f"Telegram: {link}")
+    print(f"ВКонтакте / VK: напишите сообществу сообщение «/start {code}»")
+    return 0
+
+
+def cmd_staff_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from storage.models import Account, Staff
+
+    settings = load_settings()
+
+    async def rows() -> list[tuple[Staff, list[str]]]:
+        engine, sessions = _open(settings)
+        try:
+            async with sessions() as session:
+                result = []
+                for staff in (await session.scalars(select(Staff).order_by(Staff.id))).all():
+                    accounts = (await session.scalars(
+                        select(Account.platform).where(Account.staff_id == staff.id))).all()
+                    result.append((staff, list(accounts)))
+                return result
+        finally:
+            await engine.dispose()
+
+    listing = asyncio.run(rows())
+    if not listing:
+        print("нет сотрудников / no staff yet: mcu staff invite --role … ")
+        return 0
+    print(f"{'id':>4}  {'role':<15} {'block':<20} {'messengers':<14} {'status':<8} name")
+    for staff, platforms in listing:
+        status = "revoked" if staff.revoked_at else "active"
+        print(f"{staff.id:>4}  {staff.role:<15} {staff.block_id or '—':<20} "
+              f"{','.join(platforms) or '—':<14} {status:<8} {staff.name or ''}")
+    return 0
+
+
+def cmd_staff_revoke(args: argparse.Namespace) -> int:
+    from handlers.clock import SystemClock
+    from handlers.staff.invites import revoke_staff
+
+    settings = load_settings()
+
+    async def revoke() -> bool:
+        engine, sessions = _open(settings)
+        try:
+            async with sessions() as session, session.begin():
+                return await revoke_staff(session, args.id, SystemClock().now())
+        finally:
+            await engine.dispose()
+
+    if not asyncio.run(revoke()):
+        raise UsageError(f"mcu staff revoke: no active staff member with id {args.id}")
+    print(f"staff member {args.id}: access revoked")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -194,13 +304,20 @@ def build_parser() -> Parser:
     deadlines.add_argument("--registered", help="ISO 8601; default: the time of receipt")
     deadlines.set_defaults(func=cmd_deadlines)
 
-    for register in COMMAND_PLUGINS:
-        register(commands)
+    staff = commands.add_parser("staff", help="staff accounts and invitations")
+    staff_commands = staff.add_subparsers(dest="staff_command", required=True, parser_class=Parser)
+    invite = staff_commands.add_parser("invite", help="create a one-time invitation code")
+    invite.add_argument("--role", required=True, help="curator, chairman, im_coordinator, press, "
+                                                      "head, executor or operator")
+    invite.add_argument("--block", help="block id (required for head and executor)")
+    invite.add_argument("--name", help="position and/or name, e.g. «Начальник отдела ЖКХ»")
+    invite.set_defaults(func=cmd_staff_invite)
+    listing = staff_commands.add_parser("list", help="list staff members")
+    listing.set_defaults(func=cmd_staff_list)
+    revoke = staff_commands.add_parser("revoke", help="revoke a staff member's access")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=cmd_staff_revoke)
     return parser
-
-
-# Later features add their own sub-commands here (staff, jobs, import, stats).
-COMMAND_PLUGINS: list = []
 
 
 def main(argv: list[str] | None = None) -> int:

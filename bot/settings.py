@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     telegram_token: SecretStr | None = None
     telegram_api_url: str | None = None
+    telegram_bot_username: str | None = None
     vk_token: SecretStr | None = None
     vk_group_id: int | None = None
     vk_api_url: str | None = None

@@ -14,6 +14,7 @@ from handlers.context import Services
 from handlers.events import Event, Reply, Response
 from handlers.flood import FloodGuard
 from handlers.i18n import translator
+from handlers.staff import dialog as staff_dialog
 from handlers.turn import Turn
 from storage.models import ProcessedUpdate
 
@@ -26,7 +27,6 @@ class Core:
         self.flood = FloodGuard(services.flood_limit_per_minute)
         # Events of one user are handled one at a time (albums arrive as parallel updates).
         self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.staff_handler = None  # set by the composition root when staff features are on
 
     async def handle(self, event: Event) -> Response:
         key = (str(event.user.platform), event.user.user_id)
@@ -59,10 +59,8 @@ class Core:
             dialog = await Dialog.load(session, account.id, services.now())
             turn = Turn(session=session, services=services, event=event, account=account,
                         dialog=dialog, t=translator(account.locale))
-            handled = False
-            if self.staff_handler is not None:
-                handled = await self.staff_handler(turn)
-            if not handled:
+            # Staff matters first (invites, group bindings, task cards), then the citizen.
+            if not await staff_dialog.handle(turn):
                 if not event.is_private:
                     return Response()  # group chats: only staff commands are answered
                 await citizen_dialog.handle(turn)

@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from handlers.rules.lifecycle import Status
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes in Python, naive UTC in the database (portable across dialects)."""
@@ -211,6 +213,10 @@ class Item(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         lazy="raise", order_by="Attachment.id", back_populates="item"
     )
+
+    @property
+    def status_enum(self) -> Status:
+        return Status(self.status)
 
     __table_args__ = (
         UniqueConstraint("channel", "external_number"),

@@ -34,7 +34,7 @@ EXPECTED: dict[Action, tuple[set[Status], Status, set[Actor]]] = {
     Action.REDIRECT: (TAKEABLE | WORKING, Status.REDIRECTED, LEAD),
     Action.EXTEND: (TAKEABLE | WORKING, Status.EXTENDED, LEAD),
     Action.FORWARD_OUTSIDE: (TAKEABLE | WORKING, Status.FORWARDED, LEAD),
-    Action.SUBMIT_ANSWER: (WORKING, Status.ON_APPROVAL, {Actor.EXECUTOR}),
+    Action.SUBMIT_ANSWER: (WORKING, Status.ON_APPROVAL, {Actor.EXECUTOR, Actor.HEAD}),
     Action.APPROVE: ({Status.ON_APPROVAL}, Status.ANSWERED, LEAD),
     Action.RETURN_WITH_REMARK: ({Status.ON_APPROVAL}, Status.IN_PROGRESS, LEAD),
     Action.ANSWER: (TAKEABLE | WORKING, Status.ANSWERED, LEAD),

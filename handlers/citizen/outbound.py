@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import payloads
+from handlers.accounts import Dialog
 from handlers.context import Services
 from handlers.events import Button, ChatRef, OutgoingPhoto, Platform, Reply
 from handlers.i18n import Translator, translator
@@ -46,6 +47,11 @@ async def ask_citizen(session: AsyncSession, services: Services, item: Item,
                   buttons=[[Button(t("button.answer_question"),
                                    payloads.make("clarify", item.id))]])
     _queue(session, services, chat, reply, item, services.now())
+    # An idle citizen's next message becomes the clarification; one in the middle of another
+    # dialog keeps it and answers with the button.
+    dialog = await Dialog.load(session, item.reply_account_id, services.now())
+    if dialog.state == "idle":
+        dialog.set("clarify", {"item_id": item.id}, now=services.now())
     return True
 
 

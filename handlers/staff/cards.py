@@ -23,7 +23,7 @@ def deadline_lines(t: Translator, item: Item, tz: ZoneInfo) -> list[str]:
 
 
 def card_text(services: Services, t: Translator, item: Item, citizen: Citizen | None,
-              show_personal: bool) -> str:
+              show_personal: bool, citizen_blocked: bool = False) -> str:
     org, tz = services.org, services.tz
     lines = [
         t("card.topic", topic=org.topic_by_id[item.topic].label(t.locale)),
@@ -37,6 +37,15 @@ def card_text(services: Services, t: Translator, item: Item, citizen: Citizen | 
         lines.append(t("card.external_number", number=item.external_number))
     if item.no_answer:
         lines.append(t("card.no_answer"))
+    if citizen_blocked:
+        lines.append(t("card.citizen_blocked"))
+    if item.answer_text and item.channel not in ("telegram", "vk"):
+        key = "card.published" if item.answer_published_at else "card.not_published"
+        lines.append(t(key))
+    if item.draft_answer_text and item.status == "on_approval":
+        lines += ["", t("card.draft_answer", answer=item.draft_answer_text)]
+    elif item.answer_text:
+        lines += ["", t("card.answer", answer=item.answer_text)]
     if item.address:
         lines.append(t("card.address", address=item.address))
     if item.latitude is not None and item.longitude is not None:
@@ -56,11 +65,12 @@ def card_text(services: Services, t: Translator, item: Item, citizen: Citizen | 
 
 def item_card(services: Services, t: Translator, item: Item, attachments: list[Attachment],
               citizen: Citizen | None, *, show_personal: bool,
-              buttons: list[list[Button]] | None = None) -> list[Reply]:
+              buttons: list[list[Button]] | None = None,
+              citizen_blocked: bool = False) -> list[Reply]:
     """The card as one or more messages: text pieces, then the photos, then the location.
     Buttons go on the last text piece so they stay next to the content they act on."""
     title = t("card.title", number=item.number)
-    pieces = split_text(card_text(services, t, item, citizen, show_personal))
+    pieces = split_text(card_text(services, t, item, citizen, show_personal, citizen_blocked))
     replies = [Reply(piece, title=title if i == 0 else None) for i, piece in enumerate(pieces)]
     photos = [OutgoingPhoto(services.files.path(a.path)) for a in attachments
               if a.kind == "photo"]

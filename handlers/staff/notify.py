@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from handlers.events import Reply
+from handlers.events import OutgoingPhoto, Reply
 from handlers.i18n import translator
 from handlers.org import Role
+from handlers.staff.buttons import card_buttons
 from handlers.staff.cards import item_card
 from handlers.staff.recipients import (
     block_leader_ids,
@@ -33,8 +34,11 @@ async def card_for(turn: Turn, item: Item, account: Account, staff: Staff | None
     show = staff is not None and Role(staff.role) in PERSONAL_DATA_ROLES
     t = translator(account.locale)
     buttons = buttons_for(t, item, staff) if callable(buttons_for) else None
+    reply_account = (await turn.session.get(Account, item.reply_account_id)
+                     if item.reply_account_id is not None else None)
+    blocked = reply_account is not None and reply_account.blocked_bot_at is not None
     return item_card(turn.services, t, item, attachments, citizen, show_personal=show,
-                     buttons=buttons)
+                     buttons=buttons, citizen_blocked=blocked)
 
 
 async def send_card(turn: Turn, item: Item, staff_ids: list[int], *, lead_key: str | None = None,
@@ -48,10 +52,10 @@ async def send_card(turn: Turn, item: Item, staff_ids: list[int], *, lead_key: s
             turn.send(chat_of(account), reply, audience="staff", item_id=item.id)
 
 
-async def notify_new_item(turn: Turn, item: Item, buttons_for: object = None) -> None:
+async def notify_new_item(turn: Turn, item: Item) -> None:
     """The task card goes to the block's leaders and to the block's group chat."""
     leaders = await block_leader_ids(turn.session, turn.services.org, item.block_id)
-    await send_card(turn, item, leaders, lead_key="card.new_item", buttons_for=buttons_for)
+    await send_card(turn, item, leaders, lead_key="card.new_item", buttons_for=card_buttons)
     for chat in await group_chats(turn.session, "block", item.block_id):
         t = translator(turn.services.default_locale)
         replies = item_card(turn.services, t, item, [], None, show_personal=False)
@@ -62,8 +66,6 @@ async def notify_new_item(turn: Turn, item: Item, buttons_for: object = None) ->
 async def tell_staff(turn: Turn, staff_ids: list[int], key: str, item: Item | None = None,
                      *, photos: list[Attachment] | None = None, **values: object) -> None:
     """A short text to each of these staff members, in their own language."""
-    from handlers.events import OutgoingPhoto
-
     for account in await staff_accounts(turn.session, staff_ids):
         t = translator(account.locale)
         reply = Reply(t(key, **values))

@@ -85,3 +85,22 @@ class ChatClient:
         self.last = response
         self.history.extend(response.replies)
         return response
+
+
+async def join_as(core: Core, role: str, block: str | None = None, *, user_id: str,
+                  platform: str = "telegram", name: str | None = None) -> ChatClient:
+    """A staff member who joined with a one-time invite, as in production."""
+    from handlers.staff.invites import create_invite
+
+    services = core.services
+    async with services.sessions() as session, session.begin():
+        invite = await create_invite(session, services.org, role, block, name or role,
+                                     services.now())
+    client = ChatClient(core, user_id=user_id, platform=platform, name=name)
+    response = await client.send(f"/start {invite.code}")
+    assert "Добро пожаловать" in response.replies[0].text, client.texts()
+    return client
+
+
+def outbox_texts(rows: list) -> list[str]:  # type: ignore[type-arg]
+    return [row.payload["text"] for row in rows]

@@ -1,0 +1,290 @@
+"""What staff do with an item: take, delegate, redirect, ask, extend, forward, answer, approve.
+
+Each use case re-reads the item, checks the actor against it (authz.can_do), applies one
+lifecycle transition with its history entry, and queues the notifications, all in the turn's
+transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from handlers.citizen.outbound import ask_citizen, deliver_answer, notify_citizen
+from handlers.events import Button, Reply
+from handlers.formatting import local_date
+from handlers.i18n import translator
+from handlers.items import record_note, transition
+from handlers.org import Role
+from handlers.payloads import make
+from handlers.rules.deadlines import Kind, calendar_day_deadline, working_day_deadline
+from handlers.rules.lifecycle import Action, Status
+from handlers.staff.authz import actor_of, can_do, refuse
+from handlers.staff.buttons import card_buttons
+from handlers.staff.notify import send_card, tell_staff
+from handlers.staff.recipients import (
+    block_leader_ids,
+    chat_of,
+    staff_accounts,
+    staff_ids_with_role,
+)
+from handlers.turn import Turn
+from storage.models import Attachment, Item, ItemEvent, Staff
+
+MESSENGER_CHANNELS = ("telegram", "vk")
+
+
+class Refused(Exception):
+    """The action is not allowed; `key` is the text shown to the staff member."""
+
+    def __init__(self, key: str, **values: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.values = values
+
+
+def require(turn: Turn, staff: Staff, item: Item, action: Action) -> None:
+    if not can_do(staff, item, action):
+        refuse(staff.id, str(action), item.id)
+        raise Refused("staff.refused")
+
+
+def mark_reaction(item: Item, now: datetime) -> None:
+    if item.first_reaction_at is None:
+        item.first_reaction_at = now
+
+
+async def apply(turn: Turn, staff: Staff, item: Item, action: Action,
+                comment: str | None = None) -> None:
+    require(turn, staff, item, action)
+    await transition(turn.session, turn.services, item, action, actor_of(staff),
+                     staff_id=staff.id, comment=comment)
+
+
+# ---------------------------------------------------------------------------------------------
+
+async def take(turn: Turn, staff: Staff, item: Item) -> None:
+    await apply(turn, staff, item, Action.TAKE)
+    item.taken_by_id = staff.id
+    mark_reaction(item, turn.now)
+
+
+async def delegate(turn: Turn, staff: Staff, item: Item, executor_id: int) -> Staff:
+    executor = await turn.session.get(Staff, executor_id)
+    if (executor is None or executor.revoked_at is not None
+            or executor.role != Role.EXECUTOR or executor.block_id != item.block_id):
+        refuse(staff.id, "delegate to a foreign executor", item.id)
+        raise Refused("staff.refused")
+    await apply(turn, staff, item, Action.DELEGATE, comment=executor.name)
+    item.executor_id = executor.id
+    item.taken_by_id = item.taken_by_id or staff.id
+    mark_reaction(item, turn.now)
+    await send_card(turn, item, [executor.id], lead_key="staff.delegated_to_you",
+                    buttons_for=card_buttons, number=item.number)
+    return executor
+
+
+async def redirect(turn: Turn, staff: Staff, item: Item, block_id: str, reason: str) -> None:
+    org = turn.services.org
+    if block_id not in org.block_by_id or block_id == item.block_id:
+        raise Refused("staff.redirect_bad_block")
+    old_block = item.block_id
+    await apply(turn, staff, item, Action.REDIRECT, comment=f"{old_block} → {block_id}: {reason}")
+    item.block_id = block_id
+    item.executor_id = None
+    item.taken_by_id = None
+    mark_reaction(item, turn.now)
+    leaders = await block_leader_ids(turn.session, org, block_id)
+    await send_card(turn, item, leaders, lead_key="staff.redirected_to_you",
+                    buttons_for=card_buttons, number=item.number,
+                    source=org.block_by_id[old_block].title, reason=reason)
+    chairmen = [c for c in await staff_ids_with_role(turn.session, Role.CHAIRMAN)
+                if c not in leaders and c != staff.id]
+    await tell_staff(turn, chairmen, "staff.redirect_chairman_notice", item, number=item.number,
+                     source=org.block_by_id[old_block].title,
+                     target=org.block_by_id[block_id].title, reason=reason)
+
+
+async def ask(turn: Turn, staff: Staff, item: Item, question: str) -> bool:
+    require(turn, staff, item, Action.ASK_CITIZEN)
+    if item.reply_account_id is None:
+        raise Refused("staff.citizen_unreachable")
+    await apply(turn, staff, item, Action.ASK_CITIZEN, comment=question)
+    mark_reaction(item, turn.now)
+    return await ask_citizen(turn.session, turn.services, item, question)
+
+
+def extension_options(turn: Turn, item: Item) -> list[int]:
+    """Working days a message or incident may still be extended by (organisation limit)."""
+    limit = turn.services.org.max_extension_working_days(Kind(item.kind))
+    calendar = turn.services.calendar
+    if item.original_answer_due is None or item.answer_due is None or limit <= 0:
+        return []
+    latest = working_day_deadline(calendar, item.original_answer_due, limit)
+    return [days for days in (1, 3, 5, 10, 20) if days <= limit
+            and working_day_deadline(calendar, item.answer_due, days) <= latest]
+
+
+async def extend(turn: Turn, staff: Staff, item: Item, reason: str, days: int | None) -> datetime:
+    calendar = turn.services.calendar
+    if item.kind == Kind.APPEAL:
+        if item.extension_count >= 1:
+            raise Refused("staff.extend_once")
+        policy = turn.services.org.policy(Kind.APPEAL, item.topic)
+        reach = policy.extension_max_calendar_days or 60
+        new_due = calendar_day_deadline(calendar, item.registered_at, reach)
+    else:
+        if days is None or days not in extension_options(turn, item):
+            raise Refused("staff.extend_limit")
+        assert item.answer_due is not None
+        new_due = working_day_deadline(calendar, item.answer_due, days)
+    await apply(turn, staff, item, Action.EXTEND, comment=reason)
+    item.answer_due = new_due
+    item.extension_count += 1
+    mark_reaction(item, turn.now)
+    await notify_citizen(turn.session, turn.services, item, "citizen.extended",
+                         due=local_date(new_due, turn.services.tz), reason=reason)
+    return new_due
+
+
+async def forward_outside(turn: Turn, staff: Staff, item: Item, reason: str) -> None:
+    await apply(turn, staff, item, Action.FORWARD_OUTSIDE, comment=reason)
+    mark_reaction(item, turn.now)
+    item.closed_at = turn.now
+    key = "citizen.forwarded_appeal" if item.kind == Kind.APPEAL else "citizen.not_competent"
+    await notify_citizen(turn.session, turn.services, item, key, reason=reason)
+
+
+async def answer(turn: Turn, staff: Staff, item: Item, text: str,
+                 photos: list[Attachment]) -> str:
+    """An executor's answer (or a head's answer to an appeal that needs the chairman) waits
+    for approval; a head's or the chairman's answer goes straight to the citizen."""
+    role = Role(staff.role)
+    needs_chairman = (item.kind == Kind.APPEAL
+                      and turn.services.org.approval.appeal_requires_chairman
+                      and role != Role.CHAIRMAN)
+    for photo in photos:
+        photo.item_id = item.id
+        photo.purpose = "answer"
+    mark_reaction(item, turn.now)
+    if role == Role.EXECUTOR or needs_chairman:
+        await apply(turn, staff, item, Action.SUBMIT_ANSWER, comment=text)
+        item.draft_answer_text = text
+        reviewers = (await staff_ids_with_role(turn.session, Role.CHAIRMAN)
+                     if role != Role.EXECUTOR and needs_chairman
+                     else await block_leader_ids(turn.session, turn.services.org, item.block_id))
+        await send_card(turn, item, reviewers, lead_key="staff.answer_for_approval",
+                        buttons_for=card_buttons, number=item.number, answer=text)
+        return "submitted"
+    await apply(turn, staff, item, Action.ANSWER, comment=text)
+    await finalize(turn, staff, item, text)
+    return "answered"
+
+
+async def endorsed(turn: Turn, item: Item) -> bool:
+    """Has a head endorsed the current draft (for appeals that need the chairman)?"""
+    last_submit = await turn.session.scalar(
+        select(ItemEvent.id).where(ItemEvent.item_id == item.id,
+                                   ItemEvent.action == str(Action.SUBMIT_ANSWER))
+        .order_by(ItemEvent.id.desc()).limit(1))
+    endorsement = await turn.session.scalar(
+        select(ItemEvent.id).where(ItemEvent.item_id == item.id, ItemEvent.action == "endorse")
+        .order_by(ItemEvent.id.desc()).limit(1))
+    return endorsement is not None and last_submit is not None and endorsement > last_submit
+
+
+async def approve(turn: Turn, staff: Staff, item: Item) -> str:
+    require(turn, staff, item, Action.APPROVE)
+    role = Role(staff.role)
+    needs_chairman = (item.kind == Kind.APPEAL
+                      and turn.services.org.approval.appeal_requires_chairman)
+    if needs_chairman and role != Role.CHAIRMAN:
+        if await endorsed(turn, item):
+            raise Refused("staff.waiting_chairman")
+        await record_note(turn.session, turn.services, item, "endorse", actor_of(staff),
+                          staff_id=staff.id)
+        chairmen = await staff_ids_with_role(turn.session, Role.CHAIRMAN)
+        await send_card(turn, item, chairmen, lead_key="staff.answer_for_approval",
+                        buttons_for=card_buttons, number=item.number,
+                        answer=item.draft_answer_text or "")
+        return "endorsed"
+    text = item.draft_answer_text or ""
+    await apply(turn, staff, item, Action.APPROVE, comment=text)
+    await finalize(turn, staff, item, text)
+    return "answered"
+
+
+async def return_with_remark(turn: Turn, staff: Staff, item: Item, remark: str) -> None:
+    submitter = await turn.session.scalar(
+        select(ItemEvent.actor_staff_id).where(ItemEvent.item_id == item.id,
+                                               ItemEvent.action == str(Action.SUBMIT_ANSWER))
+        .order_by(ItemEvent.id.desc()).limit(1))
+    await apply(turn, staff, item, Action.RETURN_WITH_REMARK, comment=remark)
+    if submitter:
+        await tell_staff(turn, [submitter], "staff.remark_received", item, number=item.number,
+                         remark=remark)
+
+
+async def return_for_rework(turn: Turn, staff: Staff, item: Item, comment: str) -> None:
+    await apply(turn, staff, item, Action.RETURN_FOR_REWORK, comment=comment)
+    leaders = await block_leader_ids(turn.session, turn.services.org, item.block_id)
+    targets = [*leaders, *([item.executor_id] if item.executor_id else [])]
+    await tell_staff(turn, targets, "staff.rework_received", item, number=item.number,
+                     comment=comment, due=local_date(item.answer_due, turn.services.tz))
+
+
+async def finalize(turn: Turn, staff: Staff, item: Item, text: str) -> None:
+    """The answer is final: record it and send it where the item came from."""
+    item.answer_text = text
+    item.answer_by_id = staff.id
+    item.answered_at = turn.now
+    item.draft_answer_text = None
+    photos = list((await turn.session.scalars(
+        select(Attachment).where(Attachment.item_id == item.id, Attachment.purpose == "answer")
+        .order_by(Attachment.id))).all())
+    if item.channel in MESSENGER_CHANNELS:
+        delivered = await deliver_answer(turn.session, turn.services, item, photos)
+        if not delivered:
+            await record_note(turn.session, turn.services, item, "answer_undeliverable",
+                              actor_of(staff), staff_id=staff.id)
+        # Linked duplicates: every citizen gets the answer in their own messenger.
+        duplicates = (await turn.session.scalars(
+            select(Item).where(Item.duplicate_of_id == item.id))).all()
+        for duplicate in duplicates:
+            await deliver_answer(turn.session, turn.services, item, photos, to_item=duplicate)
+        return
+    await send_for_publication(turn, item, text)
+
+
+async def send_for_publication(turn: Turn, item: Item, text: str) -> None:
+    """Outside channels: whoever registered the item pastes the answer into that system."""
+    if item.channel == "incident_management":
+        targets = await staff_ids_with_role(turn.session, Role.IM_COORDINATOR)
+    else:
+        targets = [item.registered_by_id] if item.registered_by_id else []
+    targets = targets or await staff_ids_with_role(turn.session, Role.CHAIRMAN)
+    for account in await staff_accounts(turn.session, targets):
+        t = translator(account.locale)
+        system = t(f"channel.{item.channel}")
+        turn.send(chat_of(account), Reply(
+            t("staff.publish_answer", number=item.number, system=system,
+              external=item.external_number or "—", answer=text),
+            buttons=[[Button(t("button.published", system=system)[:40],
+                             make("s", "published", item.id))]]),
+            audience="staff", item_id=item.id)
+
+
+async def mark_published(turn: Turn, staff: Staff, item: Item) -> None:
+    role = Role(staff.role)
+    allowed_roles = (Role.CHAIRMAN, Role.IM_COORDINATOR, Role.OPERATOR)
+    if (role not in allowed_roles or item.channel in MESSENGER_CHANNELS
+            or item.status_enum not in (Status.ANSWERED, Status.CLOSED)
+            or (role == Role.OPERATOR and item.registered_by_id != staff.id)):
+        refuse(staff.id, "publish", item.id)
+        raise Refused("staff.refused")
+    if item.answer_published_at is not None:
+        raise Refused("staff.already_published")
+    item.answer_published_at = turn.now
+    await record_note(turn.session, turn.services, item, "published", actor_of(staff),
+                      staff_id=staff.id)
