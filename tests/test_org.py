@@ -44,11 +44,13 @@ def replace_in(text: str, old: str, new: str) -> str:
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
-    ('topics = ["education", "guardianship"]', 'topics = ["education", "guardianship", "spaceflight"]',
+    ('topics = ["education", "guardianship"]',
+     'topics = ["education", "guardianship", "spaceflight"]',
      "blocks[1].topics[2]: unknown topic 'spaceflight'"),
     ('topics = ["culture", "sport"]', 'topics = ["culture"]', "topics: no block owns sport"),
     ('start = "09:00"', 'start = "19:00"', "working_hours: start must be earlier than end"),
-    ("answer_working_days = 10", "answer_working_days = -3", "deadlines.message.answer_working_days"),
+    ("answer_working_days = 10", "answer_working_days = -3",
+     "deadlines.message.answer_working_days"),
     ('id = "finance"', 'id = "finance"\nbudget = 5', "blocks[11].budget: unknown field"),
     ('id = "finance"', 'id = "Finance!"', "blocks[11].id: String should match pattern"),
     ("weekdays = [1, 2, 3, 4, 5]", "weekdays = [0, 8]", "working_hours.weekdays"),

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.support.postgres import PostgresServer, find_pg_bin
 
 
-
 def test_find_pg_bin() -> None:
     for prog in ("initdb", "pg_ctl", "postgres"):
         path = find_pg_bin(prog)
