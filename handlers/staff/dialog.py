@@ -10,7 +10,7 @@ from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date
 from handlers.org import Role
 from handlers.rules.lifecycle import Action
-from handlers.staff import actions
+from handlers.staff import actions, feature_modules, features
 from handlers.staff.actions import Refused
 from handlers.staff.authz import can_do, can_see, refuse
 from handlers.staff.buttons import card_buttons
@@ -136,6 +136,10 @@ async def on_message(turn: Turn, staff: Staff, message: IncomingMessage, command
     if turn.dialog.state == "staff_input":
         await on_input(turn, staff, message)
         return
+    feature = features.by_state(turn.dialog.state)
+    if feature is not None and Role(staff.role) in feature.roles:
+        await feature.on_message(turn, staff, message)
+        return
     if message.unsupported is not None:
         turn.say("input.unsupported", what=t(f"content.{message.unsupported}"))
     turn.reply(Reply(t("staff.menu.prompt"), menu=staff_menu(turn)))
@@ -143,6 +147,15 @@ async def on_message(turn: Turn, staff: Staff, message: IncomingMessage, command
 
 async def on_command(turn: Turn, staff: Staff, command: str, argument: str) -> None:
     t = turn.t
+    feature = features.by_command(command)
+    if feature is not None:
+        if Role(staff.role) not in feature.roles:
+            refuse(staff.id, command, None)
+            turn.say("staff.refused")
+            return
+        await drop_input(turn)
+        await feature.start(turn, staff, argument)
+        return
     if command in ("start", "help", "menu"):
         turn.reply(Reply(t(f"help.staff.{staff.role}"), menu=staff_menu(turn)))
     elif command == "cancel":
@@ -215,6 +228,15 @@ async def on_button(turn: Turn, staff: Staff) -> None:
         turn.account.locale = args[0]
         turn.t = type(turn.t)(args[0])
         turn.reply(Reply(turn.t("lang.changed"), menu=staff_menu(turn)))
+        return
+    feature = features.by_payload(verb)
+    if feature is not None:
+        if Role(staff.role) not in feature.roles:
+            refuse(staff.id, press.payload, None)
+            turn.notice = turn.t("staff.refused")
+            turn.say("staff.refused")
+            return
+        await feature.on_button(turn, staff, args)
         return
     if verb != "s" or not args:
         turn.notice = turn.t("button.stale")
@@ -416,4 +438,4 @@ async def apply_input(turn: Turn, staff: Staff, item: Item, op: str, arg: str, t
         raise Refused("button.stale_long")
 
 
-__all__ = ["can_do", "handle"]
+__all__ = ["can_do", "feature_modules", "handle"]

@@ -1,0 +1,1 @@
+"""Importing these modules registers their staff features (see features.py)."""

@@ -1,0 +1,41 @@
+"""Staff features that own a command, a payload prefix and dialog states (/register, /stats).
+
+The staff dialog routes to them; each feature module appends itself to FEATURES at import and
+is imported in `handlers/staff/feature_modules.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from handlers.events import IncomingMessage
+from handlers.org import Role
+from handlers.turn import Turn
+from storage.models import Staff
+
+
+@dataclass(frozen=True)
+class Feature:
+    command: str  # "/register" without the slash
+    payload_prefix: str  # button payloads "PREFIX:..." belong to the feature
+    state_prefix: str  # dialog states "PREFIX..." belong to the feature
+    roles: frozenset[Role]  # who may use it; others get a refusal
+    start: Callable[[Turn, Staff, str], Awaitable[None]]  # (turn, staff, command argument)
+    on_message: Callable[[Turn, Staff, IncomingMessage], Awaitable[None]]
+    on_button: Callable[[Turn, Staff, list[str]], Awaitable[None]]  # payload args after prefix
+
+
+FEATURES: list[Feature] = []
+
+
+def by_command(command: str) -> Feature | None:
+    return next((f for f in FEATURES if f.command == command), None)
+
+
+def by_payload(prefix: str) -> Feature | None:
+    return next((f for f in FEATURES if f.payload_prefix == prefix), None)
+
+
+def by_state(state: str) -> Feature | None:
+    return next((f for f in FEATURES if state.startswith(f.state_prefix)), None)
