@@ -8,6 +8,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.settings import Settings
@@ -18,6 +19,7 @@ from handlers.core import Core
 from handlers.files import FileStore
 from handlers.org import load_organisation
 from scheduler.outbox import OutboxSender
+from scheduler.runner import build_scheduler, catch_up
 from storage.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,11 @@ class App:
     core: Core
     sender: OutboxSender
     transports: dict[str, Transport] = field(default_factory=dict)
+    scheduler: AsyncIOScheduler | None = None
 
     async def close(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         await self.sender.stop()
         for transport in self.transports.values():
             await transport.stop()
@@ -71,23 +76,50 @@ def build_app(settings: Settings, clock: Clock | None = None) -> App:
     return app
 
 
-async def serve(app: App, stop: asyncio.Event | None = None) -> None:
-    """Run the transports and the outbox sender until SIGINT/SIGTERM (or `stop` is set)."""
+async def serve(app: App, stop: asyncio.Event | None = None, *,
+                with_scheduler: bool = True) -> None:
+    """Run the transports, the outbox sender and the scheduler until SIGINT/SIGTERM (or `stop`
+    is set)."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    install_signal_handlers(stop)
     for name, transport in app.transports.items():
         await transport.start()
         log.info("%s transport started", name)
     await app.sender.start()
-    for name in app.transports:
-        if name == "telegram":
-            bot_username = getattr(app.transports[name], "username", None)
-            app.services.bot_username = bot_username
+    telegram = app.transports.get("telegram")
+    if telegram is not None:
+        app.services.bot_username = getattr(telegram, "username", None)
+    if with_scheduler:
+        app.scheduler = build_scheduler(app.services)
+        app.scheduler.start()
+        await catch_up(app.services)
     log.info("МЦУ assistant is running")
     try:
         await stop.wait()
     finally:
         await app.close()
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def serve_scheduler(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """`mcu scheduler`: the clock alone, for deployments that separate it from the bots.
+    It only queues; the process running the transports delivers the outbox."""
+    stop = stop or asyncio.Event()
+    install_signal_handlers(stop)
+    engine = create_engine(settings.database_url)
+    services = build_services(settings, engine)
+    scheduler = build_scheduler(services)
+    scheduler.start()
+    await catch_up(services)
+    log.info("scheduler is running")
+    try:
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+        await engine.dispose()

@@ -56,7 +56,7 @@ def parse_moment(value: str, settings: Settings, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise UsageError(f"mcu deadlines: {name} {value!r} is not an ISO 8601 time, "
+        raise UsageError(f"mcu: {name} {value!r} is not an ISO 8601 time, "
                          "e.g. 2026-11-27T19:30 or 2026-11-27T19:30+11:00") from exc
     # A time without an offset is local МЦУ time: that is what an operator on the phone means.
     return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz)
@@ -268,6 +268,58 @@ def cmd_staff_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from bot.bootstrap import serve_scheduler
+    from storage.migrate import upgrade
+
+    settings = load_settings()
+    load_org(settings)
+    upgrade(settings.database_url)
+    asyncio.run(serve_scheduler(settings))
+    return 0
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from handlers.clock import SystemClock
+    from scheduler.jobs import JOBS
+    from scheduler.runner import triggers
+
+    settings = load_settings()
+    org = load_org(settings)
+    now = SystemClock().now().astimezone(settings.tz)
+    for name, trigger in triggers(settings.tz, org.summaries).items():
+        next_run = trigger.get_next_fire_time(None, now)
+        print(f"{name:<16} next run {next_run:%Y-%m-%d %H:%M %Z}  — {JOBS[name].description}")
+    return 0
+
+
+def cmd_jobs_run(args: argparse.Namespace) -> int:
+    from bot.bootstrap import build_services
+    from handlers.clock import SystemClock
+    from scheduler.jobs import JOBS, run_job
+    from storage.db import create_engine
+    from storage.migrate import upgrade
+
+    settings = load_settings()
+    load_org(settings)
+    if args.name not in JOBS:
+        raise UsageError(f"mcu jobs run: unknown job {args.name!r}; one of: {', '.join(JOBS)}")
+    now = parse_moment(args.now, settings, "--now") if args.now else SystemClock().now()
+    upgrade(settings.database_url)
+
+    async def main() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            services = build_services(settings, engine)
+            return await run_job(services, args.name, now, force=True)
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(main())
+    print(f"{args.name}: {count} message(s) queued; the running bot (mcu run) delivers them")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -303,6 +355,18 @@ def build_parser() -> Parser:
     deadlines.add_argument("--received", required=True, help="ISO 8601; local time if no offset")
     deadlines.add_argument("--registered", help="ISO 8601; default: the time of receipt")
     deadlines.set_defaults(func=cmd_deadlines)
+
+    scheduler = commands.add_parser("scheduler", help="run the scheduler alone (no bots)")
+    scheduler.set_defaults(func=cmd_scheduler)
+    jobs = commands.add_parser("jobs", help="the scheduler's jobs")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=Parser)
+    jobs_list = jobs_commands.add_parser("list", help="the jobs with their next run")
+    jobs_list.set_defaults(func=cmd_jobs_list)
+    jobs_run = jobs_commands.add_parser("run", help="run one job once, as if at --now")
+    jobs_run.add_argument("name", help="reminders, escalations, polls, daily_summary, "
+                                       "weekly_summary")
+    jobs_run.add_argument("--now", help="ISO 8601 moment (local time if no offset)")
+    jobs_run.set_defaults(func=cmd_jobs_run)
 
     staff = commands.add_parser("staff", help="staff accounts and invitations")
     staff_commands = staff.add_subparsers(dest="staff_command", required=True, parser_class=Parser)

@@ -126,6 +126,35 @@ class Reopen(_Strict):
     answer_working_days: int = Field(default=5, ge=1, le=60)
 
 
+class Reminders(_Strict):
+    before_working_days: int = Field(default=1, ge=0, le=10)  # 0 turns the early one off
+    due_day_morning: bool = True
+
+
+class Escalation(_Strict):
+    curator_after_working_days: int = Field(default=3, ge=1, le=60)
+
+
+class Polls(_Strict):
+    delay_hours: float = Field(default=2, ge=0, le=240)
+    window_start: time = time(9)
+    window_end: time = time(21)
+    reminder_after_hours: float = Field(default=24, gt=0, le=240)
+    expire_after_days: int = Field(default=7, ge=1, le=60)
+
+    @model_validator(mode="after")
+    def _window(self) -> Polls:
+        if self.window_start >= self.window_end:
+            raise ValueError("window_start must be earlier than window_end")
+        return self
+
+
+class Summaries(_Strict):
+    daily_time: time = time(9)
+    weekly_weekday: int = Field(default=1, ge=1, le=7)  # ISO, 1 = Monday
+    weekly_time: time = time(9)
+
+
 GROUPINGS = ("topic", "channel", "kind", "block", "executor", "status", "day", "week", "month",
              "cluster")
 METRICS = ("count", "overdue_count", "overdue_share", "median_first_reaction_hours",
@@ -167,6 +196,10 @@ class Organisation(_Strict):
     deadline_overrides: list[DeadlineOverride] = []
     approval: Approval = Approval()
     reopen: Reopen = Reopen()
+    reminders: Reminders = Reminders()
+    escalation: Escalation = Escalation()
+    polls: Polls = Polls()
+    summaries: Summaries = Summaries()
     categories: dict[str, dict[str, str]] = {}
     sections: list[Section] = []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.events import ChatRef, Reply
@@ -36,3 +37,20 @@ def enqueue(
     )
     session.add(message)
     return message
+
+
+async def enqueue_once(session: AsyncSession, chat: ChatRef, reply: Reply, *, key: str,
+                       audience: str, now: datetime, item_id: int | None = None,
+                       not_before: datetime | None = None) -> bool:
+    """Queue unless a message with this key was queued before (by this or another process).
+
+    The unique dedupe key is the mark that makes scheduler sweeps idempotent: a restart, a
+    catch-up or a second scheduler process never queues the same notification twice.
+    """
+    try:
+        async with session.begin_nested():
+            enqueue(session, chat, reply, audience=audience, now=now, item_id=item_id,
+                    not_before=not_before, dedupe_key=key[:200])
+    except IntegrityError:
+        return False
+    return True

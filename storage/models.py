@@ -207,6 +207,11 @@ class Item(Base):
     rating: Mapped[int | None] = mapped_column(Integer)
     satisfaction: Mapped[str | None] = mapped_column(String(16))  # yes / partly / no
     reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The satisfaction poll: sent, reminded once, answered, and the optional comment.
+    poll_sent_at: Mapped[datetime | None]
+    poll_reminded_at: Mapped[datetime | None]
+    poll_answered_at: Mapped[datetime | None]
+    poll_comment: Mapped[str | None] = mapped_column(Text)
 
     citizen: Mapped[Citizen | None] = relationship(lazy="raise")
     reply_account: Mapped[Account | None] = relationship(lazy="raise")
@@ -224,6 +229,7 @@ class Item(Base):
         Index("ix_items_topic_created", "topic", "created_at"),
         Index("ix_items_block_status", "block_id", "status"),
         Index("ix_items_created", "created_at"),
+        Index("ix_items_status_answered", "status", "answered_at"),
     )
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from handlers import payloads
 from handlers.accounts import active_consent
-from handlers.citizen import privacy
+from handlers.citizen import polls, privacy
 from handlers.citizen.common import (
     MAX_PHOTOS,
     TEXT_MAX,
@@ -94,6 +94,8 @@ def prompt_for(turn: Turn) -> Reply:
                      buttons=[[Button(t("button.cancel"), payloads.make("report", "cancel"))]])
     if state == "clarify":
         return Reply(t("clarify.ask"))
+    if state == "poll_comment":
+        return Reply(t("poll.comment_ask"))
     if state == "forget_confirm":
         return privacy.forget_question(turn)
     return menu_reply(turn, "menu.prompt")
@@ -248,6 +250,9 @@ async def on_content(turn: Turn, message: IncomingMessage) -> None:
         return
     if state == "comment":
         await apply_comment(turn, message)
+        return
+    if state == "poll_comment" and message.text:
+        await polls.take_comment(turn, message.text.strip())
         return
     if state == "report_text" or (state == "report_topic" and message.text):
         await take_text(turn, message)
@@ -414,6 +419,13 @@ async def dispatch_button(turn: Turn, verb: str, args: list[str], state: str) ->
         return True
     if verb == "comment":
         return await start_comment(turn, payloads.int_arg(args, 0))
+    if verb == "poll":
+        return await polls.on_poll_answer(turn, payloads.int_arg(args, 0),
+                                          args[1] if len(args) > 1 else "")
+    if verb == "rate":
+        return await polls.on_rating(turn, payloads.int_arg(args, 0), payloads.int_arg(args, 1))
+    if verb == "pollc":
+        return await polls.start_comment(turn, payloads.int_arg(args, 0))
     if verb == "clarify":
         return await start_clarification(turn, payloads.int_arg(args, 0))
     if verb == "forget" and state == "forget_confirm":

@@ -1,0 +1,185 @@
+"""The daily summary for the chairman's group and the weekly one for the curator.
+
+Numbers come from SQL aggregates over the shared database; the chart is one PNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.context import Services
+from handlers.i18n import Translator
+from handlers.rules.lifecycle import OPEN_STATES, Status
+from storage.models import Item, ItemEvent, OutboxMessage
+
+OPEN = [str(s) for s in OPEN_STATES]
+MESSENGERS = ("telegram", "vk")
+
+
+@dataclass
+class Summary:
+    period_start: datetime
+    period_end: datetime
+    new_by_topic: list[tuple[str, int]] = field(default_factory=list)
+    new_by_channel: list[tuple[str, int]] = field(default_factory=list)
+    new_total: int = 0
+    answered: int = 0
+    closed: int = 0
+    overdue_total: int = 0
+    overdue_top: list[tuple[str, str, int]] = field(default_factory=list)  # number, block, days
+    due_today: int = 0
+    average_rating: float | None = None
+    satisfied_share: float | None = None
+    reopened: int = 0
+    unpublished: int = 0
+    failed_messages: int = 0
+    daily_new: list[tuple[date, int]] = field(default_factory=list)
+    weekly_trend: list[tuple[date, int]] = field(default_factory=list)
+
+
+def local_midnight(services: Services, day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=services.tz)
+
+
+async def build_summary(session: AsyncSession, services: Services, now: datetime,
+                        days: int = 1) -> Summary:
+    """The `days` local days before today (yesterday for the daily summary)."""
+    today = services.local(now).date()
+    start = local_midnight(services, today - timedelta(days=days))
+    end = local_midnight(services, today)
+    summary = Summary(period_start=start, period_end=end)
+    in_period = (Item.created_at >= start, Item.created_at < end)
+    summary.new_by_topic = [(topic, count) for topic, count in (await session.execute(
+        select(Item.topic, func.count()).where(*in_period).group_by(Item.topic)
+        .order_by(func.count().desc(), Item.topic))).all()]
+    summary.new_by_channel = [(channel, count) for channel, count in (await session.execute(
+        select(Item.channel, func.count()).where(*in_period).group_by(Item.channel)
+        .order_by(func.count().desc(), Item.channel))).all()]
+    summary.new_total = sum(count for _, count in summary.new_by_topic)
+    summary.answered = await _count(session, Item.answered_at >= start, Item.answered_at < end)
+    summary.closed = await _count(session, Item.closed_at >= start, Item.closed_at < end,
+                                  Item.status == str(Status.CLOSED))
+    overdue = (await session.execute(
+        select(Item.number, Item.block_id, Item.answer_due)
+        .where(Item.status.in_(OPEN), Item.answer_due < now).order_by(Item.answer_due)
+        .limit(10))).all()
+    summary.overdue_total = await _count(session, Item.status.in_(OPEN), Item.answer_due < now)
+    summary.overdue_top = [
+        (number, services.org.block_by_id[block].title, (now - due).days)
+        for number, block, due in overdue]
+    summary.due_today = await _count(
+        session, Item.status.in_(OPEN), Item.answer_due >= now,
+        Item.answer_due < local_midnight(services, today + timedelta(days=1)))
+    week_ago = now - timedelta(days=7)
+    rating, rated = (await session.execute(
+        select(func.avg(Item.rating), func.count(Item.rating))
+        .where(Item.poll_answered_at >= week_ago, Item.rating.is_not(None)))).one()
+    summary.average_rating = float(rating) if rated else None
+    answered_polls = await _count(session, Item.poll_answered_at >= week_ago,
+                                  Item.satisfaction.is_not(None))
+    satisfied = await _count(session, Item.poll_answered_at >= week_ago,
+                             Item.satisfaction == "yes")
+    summary.satisfied_share = satisfied / answered_polls if answered_polls else None
+    summary.reopened = await session.scalar(
+        select(func.count()).select_from(ItemEvent)
+        .where(ItemEvent.action == "reopen", ItemEvent.at >= start, ItemEvent.at < end)) or 0
+    summary.unpublished = await _count(
+        session, Item.channel.not_in(MESSENGERS), Item.answer_text.is_not(None),
+        Item.answer_published_at.is_(None))
+    summary.failed_messages = await session.scalar(
+        select(func.count()).select_from(OutboxMessage)
+        .where(OutboxMessage.status == "failed", OutboxMessage.created_at >= now
+               - timedelta(days=max(days, 1)))) or 0
+    summary.daily_new = await daily_counts(session, services, today, 14)
+    return summary
+
+
+async def daily_counts(session: AsyncSession, services: Services, today: date,
+                       days: int) -> list[tuple[date, int]]:
+    """New items per local day; one small query per day keeps it portable and indexed."""
+    result = []
+    for offset in range(days, 0, -1):
+        day = today - timedelta(days=offset)
+        count = await _count(session, Item.created_at >= local_midnight(services, day),
+                             Item.created_at < local_midnight(services, day + timedelta(days=1)))
+        result.append((day, count))
+    return result
+
+
+async def weekly_trend(session: AsyncSession, services: Services, now: datetime,
+                       weeks: int = 5) -> list[tuple[date, int]]:
+    today = services.local(now).date()
+    result = []
+    for index in range(weeks, 0, -1):
+        start = today - timedelta(days=7 * index)
+        count = await _count(session, Item.created_at >= local_midnight(services, start),
+                             Item.created_at < local_midnight(services, start
+                                                              + timedelta(days=7)))
+        result.append((start, count))
+    return result
+
+
+async def _count(session: AsyncSession, *conditions) -> int:  # type: ignore[no-untyped-def]
+    return await session.scalar(select(func.count()).select_from(Item).where(*conditions)) or 0
+
+
+def render(summary: Summary, services: Services, t: Translator, *, weekly: bool = False) -> str:
+    org, tz = services.org, services.tz
+    last_day = (summary.period_end - timedelta(seconds=1)).astimezone(tz)
+    lines = [t("summary.period", start=summary.period_start.astimezone(tz).strftime("%d.%m.%Y"),
+               end=last_day.strftime("%d.%m.%Y")), ""]
+    lines.append(t("summary.new", count=summary.new_total))
+    for topic, count in summary.new_by_topic:
+        lines.append(f"  • {org.topic_by_id[topic].label(t.locale)}: {count}")
+    if summary.new_by_channel:
+        lines.append(t("summary.by_channel", channels=", ".join(
+            f"{t(f'channel.{channel}')} {count}" for channel, count in summary.new_by_channel)))
+    lines.append(t("summary.answered_closed", answered=summary.answered, closed=summary.closed))
+    lines.append(t("summary.overdue", count=summary.overdue_total))
+    for number, block, days in summary.overdue_top:
+        lines.append(t("summary.overdue_line", number=number, block=block, days=days))
+    lines.append(t("summary.due_today", count=summary.due_today))
+    rating = "—" if summary.average_rating is None else f"{summary.average_rating:.1f}"
+    share = "—" if summary.satisfied_share is None else f"{summary.satisfied_share:.0%}"
+    lines.append(t("summary.satisfaction", rating=rating, share=share))
+    lines.append(t("summary.reopened", count=summary.reopened))
+    lines.append(t("summary.unpublished", count=summary.unpublished))
+    if summary.failed_messages:
+        lines.append(t("summary.failed", count=summary.failed_messages))
+    if weekly and summary.weekly_trend:
+        previous = [count for _, count in summary.weekly_trend[:-1]]
+        average = sum(previous) / len(previous) if previous else 0
+        current = summary.weekly_trend[-1][1]
+        change = "—" if not average else f"{(current - average) / average:+.0%}"
+        lines += ["", t("summary.trend", current=current, average=f"{average:.1f}",
+                        change=change)]
+        for start, count in summary.weekly_trend:
+            lines.append(f"  {start:%d.%m}–{start + timedelta(days=6):%d.%m}: {count}")
+    return "\n".join(lines)
+
+
+def chart(summary: Summary, path: Path, t: Translator) -> Path:
+    """New items per day over 14 days, as a PNG (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = pyplot.subplots(figsize=(8, 3.5), dpi=100)
+    labels = [day.strftime("%d.%m") for day, _ in summary.daily_new]
+    values = [count for _, count in summary.daily_new]
+    axes.bar(labels, values, color="#2f6fb0")
+    axes.set_title(t("summary.chart_title"))
+    axes.set_ylabel(t("summary.chart_axis"))
+    axes.tick_params(axis="x", labelrotation=45, labelsize=8)
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    pyplot.close(figure)
+    return path

@@ -1,0 +1,125 @@
+"""The clock's jobs. Each one is a sweep: ask the core what is due at `now`, act, mark.
+
+They are safe to run at any time, any number of times, from any number of processes: marks in
+the database (outbox dedupe keys, poll timestamps) make them idempotent, so a restart catches up
+and never repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from handlers.citizen.polls import send_polls
+from handlers.context import Services
+from handlers.events import OutgoingPhoto, Reply
+from handlers.i18n import translator
+from handlers.org import Role
+from handlers.outbox import enqueue_once
+from handlers.staff.recipients import chat_of, group_chats, staff_accounts, staff_ids_with_role
+from handlers.summaries import build_summary, chart, render, weekly_trend
+from handlers.sweeps import send_escalations, send_reminders
+
+log = logging.getLogger(__name__)
+
+JobFunction = Callable[[Services, datetime, bool], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    function: JobFunction
+    description: str
+
+
+async def reminders(services: Services, now: datetime, force: bool = False) -> int:
+    async with services.sessions() as session, session.begin():
+        return await send_reminders(session, services, now)
+
+
+async def escalations(services: Services, now: datetime, force: bool = False) -> int:
+    async with services.sessions() as session, session.begin():
+        return await send_escalations(session, services, now)
+
+
+async def polls(services: Services, now: datetime, force: bool = False) -> int:
+    async with services.sessions() as session, session.begin():
+        return await send_polls(session, services, now)
+
+
+async def daily_summary(services: Services, now: datetime, force: bool = False) -> int:
+    """To the chairman's bound group(s), once a day after the configured time (catching up if
+    the process was down at 09:00); `force` re-sends, for an operator's `mcu jobs run`."""
+    local = services.local(now)
+    if not force and local.time() < services.org.summaries.daily_time:
+        return 0
+    async with services.sessions() as session, session.begin():
+        groups = await group_chats(session, "summary")
+        if not groups:
+            log.info("daily summary: no summary group is bound yet (/bind_summary_group)")
+            return 0
+        summary = await build_summary(session, services, now, days=1)
+        queued = 0
+        for chat in groups:
+            t = translator(services.default_locale)
+            image = chart(summary, services.files.root / "reports"
+                          / f"daily-{local:%Y-%m-%d}-{chat.platform}.png", t)
+            reply = Reply(render(summary, services, t), title=t("summary.daily_title"),
+                          photos=[OutgoingPhoto(image)])
+            key = f"daily:{local:%Y-%m-%d}:{chat.platform}:{chat.chat_id}"
+            if force:
+                key += f":manual:{now.isoformat()}"
+            if await enqueue_once(session, chat, reply, key=key, audience="group", now=now):
+                queued += 1
+        return queued
+
+
+async def weekly_summary(services: Services, now: datetime, force: bool = False) -> int:
+    """To the curator(s) on the configured weekday after the configured time."""
+    local = services.local(now)
+    settings = services.org.summaries
+    if not force and (local.isoweekday() != settings.weekly_weekday
+                      or local.time() < settings.weekly_time):
+        return 0
+    async with services.sessions() as session, session.begin():
+        curators = await staff_ids_with_role(session, Role.CURATOR)
+        accounts = await staff_accounts(session, curators)
+        summary = await build_summary(session, services, now, days=7)
+        summary.weekly_trend = await weekly_trend(session, services, now)
+        queued = 0
+        for account in accounts:
+            t = translator(account.locale)
+            image = chart(summary, services.files.root / "reports"
+                          / f"weekly-{local:%Y-%m-%d}-{account.id}.png", t)
+            reply = Reply(render(summary, services, t, weekly=True),
+                          title=t("summary.weekly_title"), photos=[OutgoingPhoto(image)])
+            key = f"weekly:{local:%G-W%V}:{account.platform}:{account.chat_id}"
+            if force:
+                key += f":manual:{now.isoformat()}"
+            if await enqueue_once(session, chat_of(account), reply, key=key, audience="staff",
+                                  now=now):
+                queued += 1
+        return queued
+
+
+JOBS: dict[str, Job] = {job.name: job for job in (
+    Job("reminders", reminders, "reminders before deadlines (every 5 min)"),
+    Job("escalations", escalations, "overdue and not-taken escalations (every 15 min)"),
+    Job("polls", polls, "satisfaction polls, reminders, expiry (every 10 min)"),
+    Job("daily_summary", daily_summary, "daily summary to the chairman's group (09:00)"),
+    Job("weekly_summary", weekly_summary, "weekly summary to the curator (Monday 09:00)"),
+)}
+
+
+async def run_job(services: Services, name: str, now: datetime | None = None,
+                  force: bool = False) -> int:
+    job = JOBS[name]
+    moment = now or services.now()
+    count = await job.function(services, moment, force)
+    if count:
+        services.on_outbox()
+    log.info("job %s at %s: %s message(s) queued", name, moment.isoformat(), count)
+    return count
+
