@@ -2,6 +2,9 @@
 
 Telegram: about 30 messages/s in total (we keep 25), about 1/s per chat, 20/min per group.
 VK: a community token allows 20 requests/s.
+
+Slots are reserved under a lock and waited for outside it, so a chat that must wait a second
+never holds up the other chats.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 
@@ -28,12 +31,14 @@ DEFAULT_LIMITS = {
 
 class RateLimiter:
     def __init__(self, limits: dict[str, Limits] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.limits = limits or DEFAULT_LIMITS
         self._clock = clock
-        self._recent: dict[str, deque[float]] = {}
-        self._last_in_chat: dict[tuple[str, str], float] = {}
-        self._group_recent: dict[tuple[str, str], deque[float]] = {}
+        self._sleep = sleep
+        self._next_free: dict[str, float] = {}
+        self._next_in_chat: dict[tuple[str, str], float] = {}
+        self._group_sent: dict[tuple[str, str], deque[float]] = {}
         self._paused_until: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
@@ -42,34 +47,29 @@ class RateLimiter:
         self._paused_until[platform] = max(self._paused_until.get(platform, 0.0),
                                            self._clock() + seconds)
 
-    def _delay(self, platform: str, chat_id: str, group: bool) -> float:
-        limits = self.limits.get(platform)
-        now = self._clock()
-        delay = max(0.0, self._paused_until.get(platform, 0.0) - now)
-        if limits is None:
-            return delay
-        recent = self._recent.setdefault(platform, deque())
-        while recent and recent[0] <= now - 1.0:
-            recent.popleft()
-        if len(recent) >= limits.per_second:
-            delay = max(delay, recent[0] + 1.0 - now)
-        last = self._last_in_chat.get((platform, chat_id))
-        if last is not None:
-            delay = max(delay, last + limits.per_chat_interval - now)
-        if group:
-            sent = self._group_recent.setdefault((platform, chat_id), deque())
-            while sent and sent[0] <= now - 60.0:
-                sent.popleft()
-            if len(sent) >= limits.group_per_minute:
-                delay = max(delay, sent[0] + 60.0 - now)
-        return delay
+    async def _wait_until(self, moment: float) -> None:
+        delay = moment - self._clock()
+        if delay > 0:
+            await self._sleep(delay)
 
     async def acquire(self, platform: str, chat_id: str, *, group: bool = False) -> None:
-        async with self._lock:
-            while (delay := self._delay(platform, chat_id, group)) > 0:
-                await asyncio.sleep(delay)
-            now = self._clock()
-            self._recent.setdefault(platform, deque()).append(now)
-            self._last_in_chat[(platform, chat_id)] = now
+        limits = self.limits.get(platform)
+        if limits is None:
+            return
+        key = (platform, chat_id)
+        async with self._lock:  # this chat's own slot
+            moment = max(self._clock(), self._next_in_chat.get(key, 0.0))
             if group:
-                self._group_recent.setdefault((platform, chat_id), deque()).append(now)
+                sent = self._group_sent.setdefault(key, deque())
+                while sent and sent[0] <= moment - 60.0:
+                    sent.popleft()
+                if len(sent) >= limits.group_per_minute:
+                    moment = max(moment, sent[0] + 60.0)
+                sent.append(moment)
+            self._next_in_chat[key] = moment + limits.per_chat_interval
+        await self._wait_until(moment)
+        async with self._lock:  # then a slot of the platform's total rate
+            slot = max(self._clock(), self._next_free.get(platform, 0.0),
+                       self._paused_until.get(platform, 0.0))
+            self._next_free[platform] = slot + 1.0 / limits.per_second
+        await self._wait_until(slot)

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
 RETRY_WINDOW = timedelta(hours=24)
-BATCH = 200
+BATCH = 500
+CONCURRENT_CHATS = 16
 
 
 def backoff(attempts: int) -> timedelta:
@@ -72,7 +73,11 @@ class OutboxSender:
                 await asyncio.wait_for(self._wake.wait(), self.idle_interval)
 
     async def sweep(self, now: datetime | None = None) -> int:
-        """Deliver what is due; returns how many messages were sent."""
+        """Deliver what is due; returns how many messages were sent.
+
+        Chats are served concurrently (the rate limiter keeps the totals), the messages of one
+        chat strictly in order: a later one never overtakes an earlier one that must wait.
+        """
         now = now or self.services.now()
         async with self.services.sessions() as session:
             rows = (await session.scalars(
@@ -80,23 +85,23 @@ class OutboxSender:
                 .where(OutboxMessage.status == "pending",
                        OutboxMessage.platform.in_(list(self.transports)))
                 .order_by(OutboxMessage.id).limit(BATCH))).all()
-        blocked_chats: set[tuple[str, str]] = set()
-        sent = 0
+        by_chat: dict[tuple[str, str], list[OutboxMessage]] = {}
         for row in rows:
-            chat = (row.platform, row.chat_id)
-            if chat in blocked_chats:
-                continue
-            if row.next_attempt_at > now or row.not_before > now:
-                blocked_chats.add(chat)  # keep the order within the chat
-                continue
-            if not await self._claim(row.id, now):
-                blocked_chats.add(chat)
-                continue
-            if await self._deliver(row, now):
-                sent += 1
-            else:
-                blocked_chats.add(chat)
-        return sent
+            by_chat.setdefault((row.platform, row.chat_id), []).append(row)
+        gate = asyncio.Semaphore(CONCURRENT_CHATS)
+
+        async def serve_chat(chat_rows: list[OutboxMessage]) -> int:
+            sent = 0
+            async with gate:
+                for row in chat_rows:
+                    if row.next_attempt_at > now or row.not_before > now:
+                        break
+                    if not await self._claim(row.id, now) or not await self._deliver(row, now):
+                        break
+                    sent += 1
+            return sent
+
+        return sum(await asyncio.gather(*(serve_chat(r) for r in by_chat.values())))
 
     async def _claim(self, row_id: int, now: datetime) -> bool:
         async with self.services.sessions() as session, session.begin():
