@@ -143,13 +143,7 @@ class TelegramTransport:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        api_url = self.settings.telegram_api_url
-        session = (AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url
-                   else AiohttpSession())
-        token = self.settings.telegram_token
-        assert token is not None  # checked in __init__
-        bot = Bot(token.get_secret_value(), session=session,
-                  default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+        bot = make_bot(self.settings)
         try:
             me = await bot.get_me()
             for locale, commands in COMMANDS.items():
@@ -172,8 +166,10 @@ class TelegramTransport:
     async def stop(self) -> None:
         if self._polling is not None:
             if not self._polling.done():
-                with contextlib.suppress(RuntimeError):  # polling had not started yet
+                try:
                     await self.dp.stop_polling()
+                except RuntimeError:  # stopped before the task even began polling
+                    self._polling.cancel()
             await asyncio.wait([self._polling])  # its failure, if any, was already logged
             self._polling = None
         if self._in_flight:
@@ -238,7 +234,7 @@ class TelegramTransport:
         """Render the core's replies into the chat the event came from; never raises."""
         for reply in response.replies:
             try:
-                await self._send_once_more_after_short_429(str(chat_id), reply)
+                await self._send_direct(str(chat_id), reply)
             except DeliveryError as error:
                 log.warning("telegram reply to chat %s not delivered (%s)", chat_id,
                             type(error.__cause__ or error).__name__)
@@ -247,7 +243,8 @@ class TelegramTransport:
             except Exception:  # a rendering bug must not kill the update handler
                 log.exception("telegram reply to chat %s failed", chat_id)
 
-    async def _send_once_more_after_short_429(self, chat_id: str, reply: Reply) -> None:
+    async def _send_direct(self, chat_id: str, reply: Reply) -> None:
+        """A direct reply has no outbox row to retry later: wait out a short 429 once."""
         try:
             await self.send(chat_id, reply)
         except DeliveryError as error:
@@ -286,6 +283,27 @@ class TelegramTransport:
         if not data or len(data) > PHOTO_MAX_BYTES:
             return None
         return IncomingPhoto(data, width=best.width, height=best.height, source_id=best.file_id)
+
+
+def make_bot(settings: Settings) -> Bot:
+    """A Bot in HTML parse mode, on the configured Bot API server (a local one in tests)."""
+    token = settings.telegram_token
+    if token is None:
+        raise ValueError("MCU_TELEGRAM_TOKEN is not set")
+    api_url = settings.telegram_api_url
+    session = (AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url
+               else AiohttpSession())
+    return Bot(token.get_secret_value(), session=session,
+               default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+async def fetch_username(settings: Settings) -> str | None:
+    """The bot's @username, for CLI commands that run without the transport (invite links)."""
+    bot = make_bot(settings)
+    try:
+        return (await bot.get_me()).username
+    finally:
+        await bot.session.close()
 
 
 @dataclass

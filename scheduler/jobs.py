@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
 
 from handlers.citizen.polls import send_polls
 from handlers.context import Services
@@ -21,6 +23,7 @@ from handlers.outbox import enqueue_once
 from handlers.staff.recipients import chat_of, group_chats, staff_accounts, staff_ids_with_role
 from handlers.summaries import build_summary, chart, render, weekly_trend
 from handlers.sweeps import send_escalations, send_reminders
+from storage.models import ProcessedUpdate
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +107,22 @@ async def weekly_summary(services: Services, now: datetime, force: bool = False)
         return queued
 
 
+async def housekeeping(services: Services, now: datetime, force: bool = False) -> int:
+    """Forget processed update ids after 3 days: Telegram keeps updates for 24 h and may start
+    a new id sequence after a quiet week, so old ids must not shadow new messages."""
+    async with services.sessions() as session, session.begin():
+        await session.execute(delete(ProcessedUpdate)
+                              .where(ProcessedUpdate.processed_at < now - timedelta(days=3)))
+    return 0
+
+
 JOBS: dict[str, Job] = {job.name: job for job in (
     Job("reminders", reminders, "reminders before deadlines (every 5 min)"),
     Job("escalations", escalations, "overdue and not-taken escalations (every 15 min)"),
     Job("polls", polls, "satisfaction polls, reminders, expiry (every 10 min)"),
     Job("daily_summary", daily_summary, "daily summary to the chairman's group (09:00)"),
     Job("weekly_summary", weekly_summary, "weekly summary to the curator (Monday 09:00)"),
+    Job("housekeeping", housekeeping, "forget processed update ids after 3 days (hourly)"),
 )}
 
 

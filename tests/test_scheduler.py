@@ -230,3 +230,16 @@ def test_cli_jobs(tmp_path, monkeypatch, capsys):
     assert "not an ISO 8601 time" in capsys.readouterr().err
 
 
+
+
+async def test_housekeeping_forgets_old_update_ids(core, services, citizen, clock):
+    from storage.models import ProcessedUpdate
+
+    await citizen.send("/start", update_key="old")
+    clock.advance(days=4)
+    await run_job(services, "housekeeping", clock.now())
+    async with services.sessions() as session:
+        assert (await session.scalars(select(ProcessedUpdate))).all() == []
+    # The same id arriving again (a new Telegram id sequence) is a new message.
+    response = await citizen.send("/help", update_key="old")
+    assert response.replies

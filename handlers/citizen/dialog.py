@@ -257,6 +257,12 @@ async def on_content(turn: Turn, message: IncomingMessage) -> None:
     if state == "report_text" or (state == "report_topic" and message.text):
         await take_text(turn, message)
         return
+    if state == "report_topic" and message.photos:
+        # More photos of an album whose caption started the report: keep them all.
+        refused = await store_photos(turn, message)
+        if refused:
+            turn.say("report.photos_limit", max=MAX_PHOTOS)
+        return
     if state == "report_photos":
         await take_photos(turn, message)
         return
@@ -268,14 +274,12 @@ async def on_content(turn: Turn, message: IncomingMessage) -> None:
         turn.reply(prompt_for(turn))
         return
     # Idle: a citizen who starts by writing is asked for the topic afterwards, text kept.
-    if message.text:
-        if not text_fits(turn, message.text):
-            return
-        await start_report(turn, {"text": message.text.strip()})
+    if message.text and not text_fits(turn, message.text):
         return
-    if message.photos:
-        turn.dialog.set("report_topic", {}, now=turn.now)
-        await store_photos(turn, message)
+    if message.text or message.photos:
+        data = {"text": message.text.strip()} if message.text else {}
+        turn.dialog.set("report_topic", data, now=turn.now)
+        await store_photos(turn, message)  # a photo with a caption keeps both
         next_step(turn)
         return
     turn.reply(menu_reply(turn, "menu.prompt"))
