@@ -391,7 +391,7 @@ class VKTransport:
         given = body.pop("secret", None)
         # VK may omit the secret on the confirmation request, never on events.
         if secret and (given is not None or body.get("type") != "confirmation") \
-                and not hmac.compare_digest(str(given or ""), secret):
+                and not hmac.compare_digest(str(given or "").encode(), secret.encode()):
             log.warning("VK callback with a wrong secret refused")
             return web.Response(status=403, text="forbidden")
         if body.get("type") == "confirmation":
