@@ -33,9 +33,9 @@ def split_text(text: str, limit: int = SAFE_CHUNK) -> list[str]:
     rest = text
     while len(rest) > limit:
         window = rest[:limit]
-        cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
-        if cut < limit // 2:
-            cut = limit
+        # The strongest boundary that still leaves a reasonably full piece.
+        cut = next((position for separator in ("\n\n", "\n", " ")
+                    if (position := window.rfind(separator)) >= limit // 2), limit)
         pieces.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if rest or not pieces:
