@@ -217,7 +217,7 @@ async def test_staff_notification_is_queued_with_the_item(citizen, services):
 def test_split_text_prefers_paragraphs_then_lines():
     from handlers.formatting import split_text
 
-    text = ("слово " * 200).strip() + "\n\n" + "\n".join("строка %d" % i for i in range(300))
+    text = ("слово " * 200).strip() + "\n\n" + "\n".join(f"строка {i}" for i in range(300))
     pieces = split_text(text, 1500)
     assert pieces[0] == ("слово " * 200).strip()  # cut at the paragraph break
     assert all(len(piece) <= 1500 for piece in pieces)
