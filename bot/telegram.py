@@ -210,8 +210,9 @@ class TelegramTransport:
 
     # -- out ---------------------------------------------------------------------------------
 
-    async def send(self, chat_id: str, reply: Reply) -> None:
-        """Deliver one neutral reply; raises DeliveryError on failure (used by the outbox)."""
+    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None) -> None:
+        """Deliver one neutral reply; raises DeliveryError on failure (used by the outbox).
+        Telegram has no idempotency key, so `dedupe_id` is not used here."""
         bot = self.bot
         if bot is None:
             raise DeliveryError("telegram transport is not started")

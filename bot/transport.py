@@ -15,5 +15,6 @@ class Transport(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(self, chat_id: str, reply: Reply) -> None:
-        """Deliver one neutral reply; raise handlers.events.DeliveryError on failure."""
+    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None) -> None:
+        """Deliver one neutral reply; raise handlers.events.DeliveryError on failure.
+        `dedupe_id` (the outbox row) lets a messenger that supports it drop a repeat."""

@@ -274,6 +274,14 @@ def _callback_payload(raw: Any) -> str | None:
     return None
 
 
+def random_id(dedupe_id: int | None, part: int) -> int:
+    """VK drops a repeated random_id for the same peer: an outbox row retried after a crash
+    between the send and the mark is then delivered once. Direct replies get a random one."""
+    if dedupe_id is None:
+        return secrets.randbelow(2**31 - 1) + 1
+    return (dedupe_id * 16 + part) % (2**31 - 1) + 1
+
+
 class VKTransport:
     platform = Platform.VK
 
@@ -584,23 +592,23 @@ class VKTransport:
 
     # ------------------------------------------------------------------ core → VK
 
-    async def send(self, chat_id: str, reply: Reply) -> None:
+    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None) -> None:
         try:
             peer_id = int(chat_id)
         except ValueError:
             raise DeliveryError(f"not a VK peer id: {chat_id!r}", permanent=True) from None
-        await self._deliver(peer_id, reply)
+        await self._deliver(peer_id, reply, dedupe_id)
 
-    async def _deliver(self, peer_id: int, reply: Reply) -> None:
+    async def _deliver(self, peer_id: int, reply: Reply, dedupe_id: int | None = None) -> None:
         """Render one neutral reply as one or more VK messages; raises DeliveryError."""
         api = self.api
         if api is None:
             raise DeliveryError("VK transport is not started")
         try:
-            for params in await self._render(api, peer_id, reply):
+            for index, params in enumerate(await self._render(api, peer_id, reply)):
                 await api.request("messages.send", {
                     "peer_id": peer_id,
-                    "random_id": secrets.randbelow(2**31 - 1) + 1,
+                    "random_id": random_id(dedupe_id, index),
                     "disable_mentions": 1,  # a citizen's "@all" must not ping a staff chat
                     **params,
                 })

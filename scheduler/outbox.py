@@ -117,7 +117,8 @@ class OutboxSender:
         transport = self.transports[row.platform]
         await self.limiter.acquire(row.platform, row.chat_id, group=row.audience == "group")
         try:
-            await transport.send(row.chat_id, Reply.from_json(row.payload))  # type: ignore[attr-defined]
+            await transport.send(row.chat_id, Reply.from_json(row.payload),  # type: ignore[attr-defined]
+                                 dedupe_id=row.id)
         except DeliveryError as error:
             await self._failed(row, now, error)
             return False

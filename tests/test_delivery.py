@@ -118,3 +118,25 @@ async def test_a_thousand_notifications_keep_to_the_limits(tg, transport, servic
     assert per_chat.most_common(1)[0][1] == 1
     print(f"\n1000 notifications: {elapsed:.1f} s, {1000 / elapsed:.1f} messages/s, "
           f"max {window_max} in any second")
+
+
+async def test_vk_repeat_of_an_outbox_row_is_dropped_by_vk(core, services, tmp_path,
+                                                          monkeypatch):
+    """A crash between the send and the mark re-sends the row: VK's random_id drops it."""
+    from bot.vk import VKTransport
+    from tests.fakes.vk_api import FakeVKServer
+
+    monkeypatch.chdir(tmp_path)
+    async with FakeVKServer(group_id=7) as vk:
+        settings = Settings(vk_token="vk-token", vk_group_id=7, vk_api_url=vk.api_url,
+                            data_dir=tmp_path / "data", _env_file=None)
+        transport = VKTransport(settings, core)
+        await transport.start()
+        try:
+            for _ in range(2):
+                await transport.send("4242", Reply("Ответ по вашему сообщению"), dedupe_id=17)
+            await transport.send("4242", Reply("Другое сообщение"), dedupe_id=18)
+        finally:
+            await transport.stop()
+        assert [r.text for r in vk.messages_to(4242)] == ["Ответ по вашему сообщению",
+                                                          "Другое сообщение"]

@@ -89,7 +89,7 @@ async def test_staff_messages_at_night_are_delivered_in_the_morning(core, servic
         def __init__(self) -> None:
             self.sent: list[tuple[str, str]] = []
 
-        async def send(self, chat_id, reply) -> None:
+        async def send(self, chat_id, reply, *, dedupe_id=None) -> None:
             self.sent.append((chat_id, reply.text))
 
     await report(citizen)
