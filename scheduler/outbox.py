@@ -61,6 +61,8 @@ class OutboxSender:
 
     async def _loop(self) -> None:
         while True:
+            # Cleared before the sweep: a wake-up that arrives during it is not lost.
+            self._wake.clear()
             try:
                 sent = await self.sweep()
             except Exception:  # keep delivering after a database hiccup
@@ -68,7 +70,6 @@ class OutboxSender:
                 sent = 0
             if sent:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.idle_interval)
 

@@ -89,6 +89,7 @@ async def test_the_whole_chain(core, services, head, executor, citizen):
     assert "на утверждение" in executor.texts()
     approval = await outbox_to(services, "1001")
     assert "Лампы заменены" in texts(approval)
+    assert any(row.payload["photos"] for row in approval)  # the head sees the answer's photo
     await head.press(buttons(approval)["👍 Утвердить"])
     answer = (await outbox_to(services, citizen.user_id))[-1]
     assert "Лампы заменены 25.11" in answer.payload["text"]

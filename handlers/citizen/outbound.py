@@ -31,8 +31,8 @@ async def citizen_chat(session: AsyncSession, item: Item) -> tuple[ChatRef, Tran
 
 def _queue(session: AsyncSession, services: Services, chat: ChatRef, reply: Reply, item: Item,
            now: datetime) -> None:
+    # The caller's commit wakes the sender (Core does it after every turn).
     enqueue(session, chat, reply, audience="citizen", now=now, item_id=item.id)
-    services.on_outbox()
 
 
 async def ask_citizen(session: AsyncSession, services: Services, item: Item,
@@ -43,7 +43,7 @@ async def ask_citizen(session: AsyncSession, services: Services, item: Item,
         return False
     chat, t = target
     reply = Reply(t("clarify.question", number=item.number, question=question),
-                  title=t("clarify.question.title"),
+                  title=t("clarify.question.title", number=item.number),
                   buttons=[[Button(t("button.answer_question"),
                                    payloads.make("clarify", item.id))]])
     _queue(session, services, chat, reply, item, services.now())

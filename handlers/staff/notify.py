@@ -27,8 +27,9 @@ PERSONAL_DATA_ROLES = frozenset({Role.CURATOR, Role.CHAIRMAN, Role.IM_COORDINATO
 async def card_for(turn: Turn, item: Item, account: Account, staff: Staff | None,
                    buttons_for: object = None) -> list[Reply]:
     attachments = list((await turn.session.scalars(
-        select(Attachment).where(Attachment.item_id == item.id, Attachment.purpose == "report")
-        .order_by(Attachment.id))).all())
+        select(Attachment).where(Attachment.item_id == item.id,
+                                 Attachment.purpose.in_(("report", "answer")))
+        .order_by(Attachment.id))).all())  # answer photos: the head approves what they see
     citizen = (await turn.session.get(Citizen, item.citizen_id)
                if item.citizen_id is not None else None)
     show = staff is not None and Role(staff.role) in PERSONAL_DATA_ROLES
