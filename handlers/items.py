@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.context import Services
+from handlers.rules.calendar import WorkCalendar
 from handlers.rules.deadlines import Kind, compute_deadlines
 from handlers.rules.lifecycle import Action, Actor, Status, check
 from storage.models import Attachment, Item, ItemEvent, RegistrationCounter
@@ -17,16 +18,25 @@ from storage.models import Attachment, Item, ItemEvent, RegistrationCounter
 
 async def next_number(session: AsyncSession, year: int) -> str:
     """The next readable number of the year, like 2026-000123 (sequential, never reused)."""
+    return (await reserve_numbers(session, year, 1))[0]
+
+
+async def reserve_numbers(session: AsyncSession, year: int, count: int) -> list[str]:
+    """`count` consecutive numbers of the year with one UPDATE (a file import takes a block
+    per batch instead of one round trip per row)."""
+    if count < 1:
+        return []
     for _ in range(3):
         result = await session.execute(
             update(RegistrationCounter)
             .where(RegistrationCounter.year == year)
-            .values(last_value=RegistrationCounter.last_value + 1)
+            .values(last_value=RegistrationCounter.last_value + count)
         )
         if result.rowcount:  # type: ignore[attr-defined]
-            value = await session.scalar(
+            last = await session.scalar(
                 select(RegistrationCounter.last_value).where(RegistrationCounter.year == year))
-            return f"{year}-{value:06d}"
+            assert last is not None
+            return [f"{year}-{value:06d}" for value in range(last - count + 1, last + 1)]
         try:
             async with session.begin_nested():
                 session.add(RegistrationCounter(year=year, last_value=0))
@@ -55,17 +65,20 @@ class NewItem:
     attachment_ids: tuple[int, ...] = ()
 
 
-async def register_item(session: AsyncSession, services: Services, new: NewItem,
-                        actor: Actor) -> Item:
-    """Register, compute the deadlines and route to the block in the caller's transaction."""
+def build_item(services: Services, new: NewItem, number: str,
+               calendar: WorkCalendar | None = None) -> Item:
+    """The Item row of a new registration, with its deadlines and block, not yet routed.
+
+    A caller building many items passes one `calendar`: it memoizes each year's holidays,
+    which are slow to compute again for every item.
+    """
     now = services.now()
     registered_at = new.registered_at or new.received_at
     org = services.org
     block = org.block_of_topic[new.topic]
-    deadlines = compute_deadlines(new.kind, org.policy(new.kind, new.topic), services.calendar,
-                                  new.received_at, registered_at)
-    number = await next_number(session, services.local(registered_at).year)
-    item = Item(
+    deadlines = compute_deadlines(new.kind, org.policy(new.kind, new.topic),
+                                  calendar or services.calendar, new.received_at, registered_at)
+    return Item(
         number=number, kind=str(new.kind), channel=new.channel,
         external_number=new.external_number, status=str(Status.REGISTERED), topic=new.topic,
         block_id=block.id, text=new.text, address=new.address, latitude=new.latitude,
@@ -77,16 +90,24 @@ async def register_item(session: AsyncSession, services: Services, new: NewItem,
         answer_due=deadlines.answer_due, original_answer_due=deadlines.answer_due,
         extension_count=0, reopened_count=0,
     )
+
+
+async def register_item(session: AsyncSession, services: Services, new: NewItem,
+                        actor: Actor) -> Item:
+    """Register, compute the deadlines and route to the block in the caller's transaction."""
+    registered_at = new.registered_at or new.received_at
+    number = await next_number(session, services.local(registered_at).year)
+    item = build_item(services, new, number)
     session.add(item)
     await session.flush()
-    session.add(ItemEvent(item_id=item.id, at=now, actor=str(actor), action="register",
+    session.add(ItemEvent(item_id=item.id, at=services.now(), actor=str(actor), action="register",
                           from_status=None, to_status=item.status,
                           actor_staff_id=new.registered_by_id))
     if new.attachment_ids:
         await session.execute(update(Attachment).where(Attachment.id.in_(new.attachment_ids))
                               .values(item_id=item.id))
     # Routing by topic is automatic, whoever registered the item.
-    await transition(session, services, item, Action.ROUTE, Actor.SYSTEM, comment=block.id)
+    await transition(session, services, item, Action.ROUTE, Actor.SYSTEM, comment=item.block_id)
     return item
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from handlers.rules.calendar import WorkCalendar
 from handlers.rules.deadlines import DEFAULT_POLICIES, DeadlinePolicy, Kind
+from handlers.rules.lifecycle import Status
 
 OTHER_TOPIC = "other"
 
@@ -160,8 +161,17 @@ GROUPINGS = ("topic", "channel", "kind", "block", "executor", "status", "day", "
 METRICS = ("count", "overdue_count", "overdue_share", "median_first_reaction_hours",
            "median_answer_hours", "average_rating", "satisfied_share", "reopened_count",
            "open_count")
+STATUSES = frozenset(str(s) for s in Status)
 CHANNELS = ("telegram", "vk", "pos", "incident_management", "sakhalin_online", "smls", "phone",
             "letter", "visit")
+
+
+class Analytics(_Strict):
+    """Clusters of repeated problems ("первопричины"): how near, how recent, how many."""
+
+    cluster_radius_m: float = Field(default=150, gt=0, le=5000)
+    cluster_window_days: int = Field(default=30, ge=1, le=365)
+    cluster_min_items: int = Field(default=3, ge=2, le=1000)
 
 
 class SectionFilters(_Strict):
@@ -173,7 +183,8 @@ class SectionFilters(_Strict):
 
 
 class Section(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    # Short: the name travels in button payloads (64 bytes with the period).
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
     title: str = Field(min_length=1)
     title_en: str = Field(min_length=1)
     group_by: Literal[GROUPINGS]  # type: ignore[valid-type]
@@ -201,6 +212,7 @@ class Organisation(_Strict):
     polls: Polls = Polls()
     summaries: Summaries = Summaries()
     categories: dict[str, dict[str, str]] = {}
+    analytics: Analytics = Analytics()
     sections: list[Section] = []
 
     @model_validator(mode="after")
@@ -241,6 +253,11 @@ class Organisation(_Strict):
             for j, block in enumerate(section.filters.blocks):
                 if block not in block_ids:
                     raise ValueError(f"sections[{i}].filters.blocks[{j}]: unknown block {block!r}")
+            for j, status in enumerate(section.filters.statuses):
+                if status not in STATUSES:
+                    raise ValueError(f"sections[{i}].filters.statuses[{j}]: unknown status "
+                                     f"{status!r}")
+            _check_unique(f"sections[{i}].metrics", list(section.metrics))
         return self
 
     # -- lookups used by routing and the deadline engine -------------------------------------

@@ -184,6 +184,9 @@ class Item(Base):
     executor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
     taken_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    # Clusters of repeated problems: the normalised address and the cluster the item joined.
+    place_key: Mapped[str | None] = mapped_column(String(200))
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"), index=True)
     no_answer: Mapped[bool] = mapped_column(Boolean, default=False)  # 59-ФЗ art. 11
 
     received_at: Mapped[datetime]
@@ -229,8 +232,30 @@ class Item(Base):
         Index("ix_items_topic_created", "topic", "created_at"),
         Index("ix_items_block_status", "block_id", "status"),
         Index("ix_items_created", "created_at"),
+        # Statistical sections (storage/stats.py) and cluster look-ups (storage/clusters.py).
+        Index("ix_items_topic_status", "topic", "status"),
+        Index("ix_items_channel_created", "channel", "created_at"),
+        Index("ix_items_block_created", "block_id", "created_at"),
+        Index("ix_items_topic_place", "topic", "place_key", "received_at"),
+        Index("ix_items_topic_latitude", "topic", "latitude", "longitude"),
         Index("ix_items_status_answered", "status", "answered_at"),
     )
+
+
+class Cluster(Base):
+    """Items of one topic reported near each other within a few weeks: one root cause.
+
+    `alerted_at` is the idempotency mark of the press alert («резонансная тема»): set once,
+    when the cluster first reaches the organisation's threshold.
+    """
+
+    __tablename__ = "clusters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+    alerted_at: Mapped[datetime | None]
 
 
 class ItemEvent(Base):

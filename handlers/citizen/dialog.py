@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from handlers import payloads
 from handlers.accounts import active_consent
+from handlers.analytics.clusters import after_registration
 from handlers.citizen import polls, privacy
 from handlers.citizen.common import (
     MAX_PHOTOS,
@@ -520,6 +521,7 @@ async def submit_report(turn: Turn) -> None:
         latitude=data.get("lat"), longitude=data.get("lon"),
         attachment_ids=tuple(data.get("photos", []))), Actor.CITIZEN)
     await notify_new_item(turn, item)
+    await after_registration(turn, item)
     turn.dialog.reset(now)
     # Make sure the notification is durable before the citizen hears anything.
     await turn.session.flush()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from handlers.citizen.outbound import ask_citizen, deliver_answer, notify_citizen
 from handlers.events import Button, Reply
@@ -20,7 +20,7 @@ from handlers.org import Role
 from handlers.payloads import make
 from handlers.rules.deadlines import Kind, calendar_day_deadline, working_day_deadline
 from handlers.rules.lifecycle import Action, Status
-from handlers.staff.authz import actor_of, can_do, refuse
+from handlers.staff.authz import actor_of, can_do, can_see, refuse
 from handlers.staff.buttons import card_buttons
 from handlers.staff.notify import send_card, tell_staff
 from handlers.staff.recipients import (
@@ -33,6 +33,7 @@ from handlers.turn import Turn
 from storage.models import Attachment, Item, ItemEvent, Staff
 
 MESSENGER_CHANNELS = ("telegram", "vk")
+OFFLINE_CHANNELS = ("phone", "letter", "visit")
 
 
 class Refused(Exception):
@@ -243,18 +244,60 @@ async def finalize(turn: Turn, staff: Staff, item: Item, text: str) -> None:
     photos = list((await turn.session.scalars(
         select(Attachment).where(Attachment.item_id == item.id, Attachment.purpose == "answer")
         .order_by(Attachment.id))).all())
+    # Linked duplicates: every citizen gets the answer in their own messenger, whatever
+    # channel the main item came from.
+    duplicates = (await turn.session.scalars(
+        select(Item).where(Item.duplicate_of_id == item.id))).all()
+    for duplicate in duplicates:
+        await deliver_answer(turn.session, turn.services, item, photos, to_item=duplicate)
     if item.channel in MESSENGER_CHANNELS:
         delivered = await deliver_answer(turn.session, turn.services, item, photos)
         if not delivered:
             await record_note(turn.session, turn.services, item, "answer_undeliverable",
                               actor_of(staff), staff_id=staff.id)
-        # Linked duplicates: every citizen gets the answer in their own messenger.
-        duplicates = (await turn.session.scalars(
-            select(Item).where(Item.duplicate_of_id == item.id))).all()
-        for duplicate in duplicates:
-            await deliver_answer(turn.session, turn.services, item, photos, to_item=duplicate)
         return
     await send_for_publication(turn, item, text)
+
+
+async def mark_duplicate(turn: Turn, staff: Staff, item: Item, main_item_number: str) -> Item:
+    """Link `item` to the main item with that number: it is closed as a duplicate, and its
+    citizen gets the main item's answer (now, if it is already answered, or when it is)."""
+    require(turn, staff, item, Action.MARK_DUPLICATE)
+    number = main_item_number.strip().lstrip("№#").strip()
+    main = await turn.session.scalar(select(Item).where(Item.number == number))
+    if main is None or not can_see(staff, main):
+        if main is not None:
+            refuse(staff.id, "duplicate of an item out of sight", main.id)
+        raise Refused("staff.no_such_item", number=number or "—")
+    # Link to the root of a chain, so one answer reaches everybody.
+    for _ in range(10):
+        if main.duplicate_of_id is None:
+            break
+        parent = await turn.session.get(Item, main.duplicate_of_id)
+        if parent is None:
+            break
+        main = parent
+    if main.id == item.id:
+        raise Refused("staff.duplicate_of_itself", number=item.number)
+    if main.status in (Status.FORWARDED, Status.REJECTED):
+        raise Refused("staff.duplicate_main_closed", number=main.number)
+    await apply(turn, staff, item, Action.MARK_DUPLICATE, comment=main.number)
+    item.duplicate_of_id = main.id
+    item.closed_at = turn.now
+    mark_reaction(item, turn.now)
+    # Items already linked to this one follow it to the main item.
+    await turn.session.execute(update(Item).where(Item.duplicate_of_id == item.id)
+                               .values(duplicate_of_id=main.id))
+    if main.answer_text and main.status in (Status.ANSWERED, Status.CLOSED):
+        photos = list((await turn.session.scalars(
+            select(Attachment).where(Attachment.item_id == main.id,
+                                     Attachment.purpose == "answer")
+            .order_by(Attachment.id))).all())
+        await deliver_answer(turn.session, turn.services, main, photos, to_item=item)
+    else:
+        await notify_citizen(turn.session, turn.services, item, "citizen.duplicate_linked",
+                             main=main.number)
+    return main
 
 
 async def send_for_publication(turn: Turn, item: Item, text: str) -> None:
@@ -267,11 +310,15 @@ async def send_for_publication(turn: Turn, item: Item, text: str) -> None:
     for account in await staff_accounts(turn.session, targets):
         t = translator(account.locale)
         system = t(f"channel.{item.channel}")
+        if item.channel in OFFLINE_CHANNELS:
+            # Phone, letter, visit: the answer is handed over by the operator, not "published".
+            text_key, button = "staff.hand_over_answer", t("button.handed_over")
+        else:
+            text_key, button = "staff.publish_answer", t("button.published", system=system)
         turn.send(chat_of(account), Reply(
-            t("staff.publish_answer", number=item.number, system=system,
+            t(text_key, number=item.number, system=system,
               external=item.external_number or "—", answer=text),
-            buttons=[[Button(t("button.published", system=system)[:40],
-                             make("s", "published", item.id))]]),
+            buttons=[[Button(button[:40], make("s", "published", item.id))]]),
             audience="staff", item_id=item.id)
 
 

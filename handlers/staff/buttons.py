@@ -22,6 +22,7 @@ CARD_ACTIONS = (
     (Action.EXTEND, "extend", "button.extend"),
     (Action.REDIRECT, "redirect", "button.redirect"),
     (Action.FORWARD_OUTSIDE, "outside", "button.outside"),
+    (Action.MARK_DUPLICATE, "duplicate", "button.duplicate"),
     (Action.RETURN_FOR_REWORK, "rework", "button.rework"),
 )
 

@@ -25,7 +25,7 @@ ANSWER_MAX = 4000
 TEXT_INPUTS = {"redirect": "staff.ask_redirect_reason", "ask": "staff.ask_question",
                "extend": "staff.ask_extend_reason", "outside": "staff.ask_outside_reason",
                "answer": "staff.ask_answer", "remark": "staff.ask_remark",
-               "rework": "staff.ask_rework"}
+               "rework": "staff.ask_rework", "duplicate": "staff.ask_duplicate_of"}
 
 
 def staff_menu(turn: Turn) -> list[list[str]]:
@@ -306,12 +306,13 @@ async def on_item_button(turn: Turn, staff: Staff, item: Item, op: str, rest: li
         if days not in actions.extension_options(turn, item):
             raise Refused("staff.extend_limit")
         await expect_text(turn, "extend", item, str(days))
-    elif op in ("ask", "outside", "answer", "remark", "rework"):
+    elif op in ("ask", "outside", "answer", "remark", "rework", "duplicate"):
         action = {"ask": Action.ASK_CITIZEN, "outside": Action.FORWARD_OUTSIDE,
                   "answer": Action.ANSWER if staff.role != Role.EXECUTOR
                   else Action.SUBMIT_ANSWER,
                   "remark": Action.RETURN_WITH_REMARK,
-                  "rework": Action.RETURN_FOR_REWORK}[op]
+                  "rework": Action.RETURN_FOR_REWORK,
+                  "duplicate": Action.MARK_DUPLICATE}[op]
         actions.require(turn, staff, item, action)
         if op == "ask" and item.reply_account_id is None:
             raise Refused("staff.citizen_unreachable")
@@ -364,7 +365,9 @@ async def expect_text(turn: Turn, op: str, item: Item, arg: str) -> None:
 
 
 async def drop_input(turn: Turn) -> None:
-    photo_ids = turn.dialog.data.get("photos", []) if turn.dialog.state == "staff_input" else []
+    # A feature's dialog (e.g. /register) keeps its unsent photos under the same key.
+    owned = turn.dialog.state == "staff_input" or features.by_state(turn.dialog.state) is not None
+    photo_ids = turn.dialog.data.get("photos", []) if owned else []
     if photo_ids:
         rows = (await turn.session.scalars(select(Attachment).where(
             Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
@@ -434,6 +437,9 @@ async def apply_input(turn: Turn, staff: Staff, item: Item, op: str, arg: str, t
     elif op == "rework":
         await actions.return_for_rework(turn, staff, item, text)
         turn.say("staff.rework_sent", number=number)
+    elif op == "duplicate":
+        main = await actions.mark_duplicate(turn, staff, item, text)
+        turn.say("staff.duplicate_marked", number=number, main=main.number)
     else:
         raise Refused("button.stale_long")
 

@@ -1,0 +1,1 @@
+"""Analytics: statistical sections, charts, workbooks, clusters of repeated problems."""

@@ -1,0 +1,1 @@
+"""Items from the outside channels: operator registration in chat and file import."""

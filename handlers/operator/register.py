@@ -1,0 +1,321 @@
+"""/register: an operator registers an item from ПОС, «Инцидент менеджмент», «Сахалин.Онлайн»,
+СМЛС, a phone call, a letter or a personal visit, step by step in chat.
+
+Open to operators, the IM coordinator and the chairman, in both messengers (a staff Feature).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from handlers.analytics.clusters import after_registration
+from handlers.citizen.common import MAX_PHOTOS, TEXT_MAX, TEXT_MIN, store_photos
+from handlers.events import Button, IncomingMessage, Reply
+from handlers.formatting import local_datetime
+from handlers.items import NewItem, register_item
+from handlers.operator import fields
+from handlers.operator.fields import REGISTER_CHANNELS, existing_item_number
+from handlers.operator.register_steps import (
+    CONFIRM,
+    EDIT,
+    EDIT_FIELDS,
+    PREFIX,
+    STATE_PREFIX,
+    STEP_BY_STATE,
+    can_skip,
+    first_missing,
+    no_answer,
+    prompt_for,
+)
+from handlers.org import Role
+from handlers.payloads import make
+from handlers.rules.deadlines import Kind
+from handlers.staff.authz import actor_of
+from handlers.staff.features import FEATURES, Feature
+from handlers.staff.notify import notify_new_item
+from handlers.turn import Turn
+from storage.models import Attachment, Citizen, Staff
+
+# A typed time of receipt older than this is almost surely a typo in the year.
+OLDEST_RECEIPT = timedelta(days=366)
+
+
+def next_step(turn: Turn) -> None:
+    """Ask for the first missing piece, or show the confirmation (also after an edit)."""
+    data = turn.dialog.data
+    step = first_missing(data)
+    turn.dialog.set(step.state if step else CONFIRM, data, now=turn.now)
+    turn.reply(prompt_for(turn))
+
+
+def reprompt(turn: Turn) -> None:
+    turn.reply(prompt_for(turn))
+
+
+async def start(turn: Turn, staff: Staff, argument: str) -> None:
+    # `/register pos` skips the channel question.
+    data: dict[str, Any] = {"channel": argument} if argument in REGISTER_CHANNELS else {}
+    turn.dialog.set("reg_channel", data, now=turn.now)
+    next_step(turn)
+
+
+async def cancel(turn: Turn) -> None:
+    """Drop the half-done registration, including photos already saved for it."""
+    photo_ids = turn.dialog.data.get("photos", [])
+    if photo_ids:
+        rows = (await turn.session.scalars(select(Attachment).where(
+            Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
+        for row in rows:
+            turn.services.files.delete(row.path)
+            await turn.session.delete(row)
+    turn.dialog.reset(turn.now)
+    turn.say("cancel.done")
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed input
+
+async def on_message(turn: Turn, staff: Staff, message: IncomingMessage) -> None:
+    state = turn.dialog.state
+    if message.unsupported is not None:
+        turn.say("input.unsupported", what=turn.t(f"content.{message.unsupported}"))
+        reprompt(turn)
+        return
+    step = STEP_BY_STATE.get(state)
+    if message.photos and (step is None or step.key not in ("text", "photos_done")):
+        await keep_photos(turn, message)  # photos are welcome at any step; kept for the item
+    if step is None or step.key in ("channel", "kind", "topic"):
+        if message.text or not message.photos:
+            turn.say("input.use_buttons")
+        reprompt(turn)
+        return
+    if step.key == "photos_done":
+        await take_photos(turn, message)
+        return
+    if step.key == "text":
+        await take_text(turn, message)
+        return
+    text = (message.text or "").strip()
+    if not text:
+        reprompt(turn)
+        return
+    await take_value(turn, step.key, text)
+
+
+async def keep_photos(turn: Turn, message: IncomingMessage) -> None:
+    refused = await store_photos(turn, message)
+    if refused:
+        turn.say("report.photos_limit", max=MAX_PHOTOS)
+    else:
+        turn.say("register.photo_kept", count=len(turn.dialog.data.get("photos", [])),
+                 max=MAX_PHOTOS)
+
+
+async def take_value(turn: Turn, key: str, text: str) -> None:
+    value: str | None
+    if key == "external":
+        value = fields.clean_external(text)
+        if value is None:
+            turn.say("register.external_invalid", max=fields.EXTERNAL_MAX)
+        elif not await unique_external(turn, turn.dialog.data["channel"], value):
+            value = None
+    elif key == "received":
+        value = check_received(turn, text)
+    elif key == "name":
+        value = fields.one_line(text)
+        if not fields.NAME_MIN <= len(value) <= fields.NAME_MAX:
+            turn.say("register.name_invalid", min=fields.NAME_MIN, max=fields.NAME_MAX)
+            value = None
+    elif key == "phone":
+        value = fields.clean_phone(text)
+        if value is None:
+            turn.say("register.phone_invalid")
+    elif key == "email":
+        value = fields.clean_email(text)
+        if value is None:
+            turn.say("register.email_invalid")
+    elif key == "postal_address":
+        value = fields.one_line(text)
+        if not fields.POSTAL_MIN <= len(value) <= fields.POSTAL_MAX:
+            turn.say("register.postal_invalid", min=fields.POSTAL_MIN, max=fields.POSTAL_MAX)
+            value = None
+    else:  # post_url
+        value = fields.clean_url(text)
+        if value is None:
+            turn.say("register.link_invalid", max=fields.URL_MAX)
+    if value is None:
+        reprompt(turn)
+        return
+    turn.dialog.update(turn.now, **{key: value})
+    next_step(turn)
+
+
+async def unique_external(turn: Turn, channel: str, external: str) -> bool:
+    number = await existing_item_number(turn.session, channel, external)
+    if number is None:
+        return True
+    turn.say("register.duplicate", external=external, channel=turn.t(f"channel.{channel}"),
+             number=number)
+    return False
+
+
+def check_received(turn: Turn, text: str) -> str | None:
+    tz, now = turn.services.tz, turn.now
+    example = local_datetime(now, tz)
+    moment = fields.parse_moment(text, tz, now=now)
+    if moment is None:
+        turn.say("register.received_invalid", value=text[:40], example=example)
+        return None
+    if fields.in_future(moment, now):
+        turn.say("register.received_future", now=example)
+        return None
+    if moment < now - OLDEST_RECEIPT:
+        turn.say("register.received_too_old")
+        return None
+    return moment.isoformat()
+
+
+async def take_text(turn: Turn, message: IncomingMessage) -> None:
+    if message.photos:
+        await store_photos(turn, message)
+    text = (message.text or "").strip()
+    if not text:
+        if message.photos:
+            turn.say("report.photo_kept_need_text")
+        reprompt(turn)
+        return
+    if len(text) < TEXT_MIN:
+        turn.say("report.text_too_short", min=TEXT_MIN, length=len(text))
+    elif len(text) > TEXT_MAX:
+        turn.say("report.text_too_long", max=TEXT_MAX, length=len(text))
+    else:
+        turn.dialog.update(turn.now, text=text)
+        next_step(turn)
+        return
+    reprompt(turn)
+
+
+async def take_photos(turn: Turn, message: IncomingMessage) -> None:
+    if not message.photos:
+        turn.say("register.photos_only")
+        reprompt(turn)
+        return
+    refused = await store_photos(turn, message)
+    if refused:
+        turn.say("report.photos_limit", max=MAX_PHOTOS)
+    if len(turn.dialog.data.get("photos", [])) >= MAX_PHOTOS:
+        turn.dialog.update(turn.now, photos_done=True)
+        next_step(turn)
+        return
+    reprompt(turn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Buttons
+
+async def on_button(turn: Turn, staff: Staff, args: list[str]) -> None:
+    op, arg = (args[0] if args else ""), (args[1] if len(args) > 1 else "")
+    if op == "cancel":
+        await cancel(turn)
+        return
+    if not await apply_button(turn, staff, op, arg):
+        turn.notice = turn.t("button.stale")
+        turn.say("button.stale_long")
+        if turn.dialog.state.startswith(STATE_PREFIX):
+            reprompt(turn)
+
+
+async def apply_button(turn: Turn, staff: Staff, op: str, arg: str) -> bool:
+    state, data = turn.dialog.state, turn.dialog.data
+    step = STEP_BY_STATE.get(state)
+    key = step.key if step else None
+    if op == "ch" and key == "channel" and arg in REGISTER_CHANNELS:
+        turn.dialog.update(turn.now, channel=arg)
+    elif op == "kind" and key == "kind" and arg in set(Kind):
+        turn.dialog.update(turn.now, kind=arg)
+    elif op == "now" and key == "received":
+        turn.dialog.update(turn.now, received=turn.now.astimezone(turn.services.tz).isoformat())
+    elif op == "topic" and key == "topic" and arg in turn.services.org.topic_by_id:
+        turn.dialog.update(turn.now, topic=arg)
+    elif op == "skip" and step is not None and can_skip(step, data):
+        turn.dialog.update(turn.now, **{step.key: True if key == "photos_done" else None})
+    elif op == "done" and key == "photos_done":
+        turn.dialog.update(turn.now, photos_done=True)
+    elif op == "send" and state == CONFIRM:
+        await submit(turn, staff)
+        return True
+    elif op == "edit" and state == CONFIRM:
+        turn.dialog.set(EDIT, data, now=turn.now)
+        reprompt(turn)
+        return True
+    elif op == "field" and state == EDIT and (arg in EDIT_FIELDS or arg == "back"):
+        for cleared in EDIT_FIELDS.get(arg, ()):
+            data.pop(cleared, None)
+        turn.dialog.set(EDIT, data, now=turn.now)
+    else:
+        return False
+    next_step(turn)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration: the item, its citizen, its photos and the block's notification in one go.
+
+async def submit(turn: Turn, staff: Staff) -> None:
+    data = turn.dialog.data
+    channel, external = data["channel"], data.get("external")
+    if external and not await unique_external(turn, channel, external):
+        ask_again(turn, "external")
+        return
+    try:
+        async with turn.session.begin_nested():
+            item = await register_item(turn.session, turn.services, NewItem(
+                kind=Kind(data["kind"]), channel=channel, topic=data["topic"], text=data["text"],
+                received_at=datetime.fromisoformat(data["received"]), registered_at=turn.now,
+                citizen_id=await citizen_id(turn, data), external_number=external,
+                post_url=data.get("post_url"), registered_by_id=staff.id,
+                no_answer=no_answer(data), attachment_ids=tuple(data.get("photos", []))),
+                actor_of(staff))
+    except IntegrityError:
+        # Somebody registered the same outside number a moment ago.
+        await unique_external(turn, channel, external or "")
+        ask_again(turn, "external")
+        return
+    await notify_new_item(turn, item)
+    await after_registration(turn, item)  # repeated problems: the same as a citizen's report
+    turn.dialog.reset(turn.now)
+    t, org, tz = turn.t, turn.services.org, turn.services.tz
+    lines = [t("card.block", block=org.block_by_id[item.block_id].title),
+             t("card.answer_due", when=local_datetime(item.answer_due, tz))]
+    if item.no_answer:
+        lines.append(t("card.no_answer"))
+    lines.append(t("register.done_hint"))
+    turn.reply(Reply("\n".join(lines), title=t("register.done.title", number=item.number),
+                     buttons=[[Button(t("register.button_card"), make("s", "card", item.id))]]))
+
+
+def ask_again(turn: Turn, key: str) -> None:
+    data = turn.dialog.data
+    data.pop(key, None)
+    turn.dialog.set(CONFIRM, data, now=turn.now)
+    next_step(turn)
+
+
+async def citizen_id(turn: Turn, data: dict[str, Any]) -> int | None:
+    personal = {key: data.get(key) for key in ("name", "phone", "email", "postal_address")}
+    if not any(personal.values()):
+        return None
+    citizen = Citizen(**personal, created_at=turn.now)
+    turn.session.add(citizen)
+    await turn.session.flush()
+    return citizen.id
+
+
+FEATURES.append(Feature(
+    command="register", payload_prefix=PREFIX, state_prefix=STATE_PREFIX,
+    roles=frozenset({Role.OPERATOR, Role.IM_COORDINATOR, Role.CHAIRMAN}),
+    start=start, on_message=on_message, on_button=on_button))

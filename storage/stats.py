@@ -1,0 +1,329 @@
+"""Statistical sections computed in SQL: one GROUP BY pass plus one window pass per median.
+
+Nothing here loads items into Python: every query returns one row per group. The SQL is the
+same on SQLite and PostgreSQL (the one exception, a difference of two timestamps, lives in
+storage/sqlfuncs.py).
+
+Definitions (the same in the chat, the CLI, the XLSX and the daily summary):
+
+- **count**: items in the group.
+- **open_count**: items in an open state (handlers/rules/lifecycle.py OPEN_STATES).
+- **overdue_count**: items that are *overdue*: open with `answer_due` already past (`now`), or
+  answered after their `answer_due` (the extended one, if extended). Items without an answer
+  deadline are never overdue.
+- **overdue_share**: overdue_count / count, from 0 to 1.
+- **median_first_reaction_hours**: the exact median of `first_reaction_at - received_at` in
+  hours, over the items that had a first reaction.
+- **median_answer_hours**: the exact median of `answered_at - received_at` in hours, over the
+  answered items. The median of an even number of values is the mean of the two middle ones.
+- **average_rating**: the mean of the citizens' ratings (1-5) where given.
+- **satisfied_share**: among items with any feedback (a satisfaction answer or a rating), the
+  share *satisfied*: `satisfaction == 'yes'` or `rating >= 4`.
+- **reopened_count**: items reopened at least once (`reopened_count > 0`).
+
+Periods are local days [start, end) in the МЦУ time zone. They are turned into UTC bounds in
+Python with zoneinfo, and the day/week/month groupings join the items to a small list of such
+bounds (one row per local day, ISO week or month): a range join is plain SQL on both
+databases, uses the created_at index, and stays right for any zone, with or without DST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement, FromClause
+
+from handlers.org import GROUPINGS, METRICS
+from handlers.rules.lifecycle import OPEN_STATES
+from storage.models import Item, UTCDateTime
+from storage.sqlfuncs import hours_between
+
+PERIOD_GROUPINGS = ("day", "week", "month")
+COUNT_METRICS = ("count", "overdue_count", "reopened_count", "open_count")
+SHARE_METRICS = ("overdue_share", "satisfied_share")
+HOUR_METRICS = ("median_first_reaction_hours", "median_answer_hours")
+# SQLite refuses compound SELECTs of more than 500 terms; longer bucket lists are run in chunks
+# (buckets are disjoint in time, so each chunk's groups are complete).
+BUCKETS_PER_QUERY = 400
+OPEN = sorted(str(s) for s in OPEN_STATES)
+
+Value = float | int | None
+Key = str | int | None
+
+
+class StatsError(ValueError):
+    """A request the statistics cannot answer (unknown grouping or metric)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """Local days from `start` (included) to `end` (excluded)."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise StatsError("the period must end after it starts")
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+    def utc_bounds(self, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        return local_midnight(self.start, tz), local_midnight(self.end, tz)
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    group_by: str | None  # None: one row for everything selected (the total)
+    metrics: tuple[str, ...] = METRICS
+    topics: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    blocks: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    period: Period | None = None
+    # A head sees their own block only: the restriction is applied here, in the query, from the
+    # staff record; nothing a button carries can widen it.
+    block_scope: str | None = None
+    min_cluster_items: int = 3
+
+    def __post_init__(self) -> None:
+        if self.group_by is not None and self.group_by not in GROUPINGS:
+            raise StatsError(f"unknown grouping {self.group_by!r}")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise StatsError(f"unknown metrics {unknown!r}" if unknown else "no metrics")
+
+
+@dataclass
+class Group:
+    key: Key
+    values: dict[str, Value]
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# The period groupings: local days, ISO weeks (labelled by their Monday) and months.
+
+def buckets(group_by: str, period: Period, tz: ZoneInfo) -> list[tuple[str, datetime, datetime]]:
+    """(label, UTC start, UTC end) of each day, week or month of the period, clipped to it."""
+    result = []
+    day = period.start
+    while day < period.end:
+        if group_by == "day":
+            label, following = day.isoformat(), day + timedelta(days=1)
+        elif group_by == "week":
+            monday = day - timedelta(days=day.weekday())
+            label, following = monday.isoformat(), monday + timedelta(days=7)
+        elif group_by == "month":
+            label = f"{day.year:04d}-{day.month:02d}"
+            following = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        else:
+            raise StatsError(f"{group_by!r} is not a period grouping")
+        following = min(following, period.end)
+        result.append((label, local_midnight(day, tz), local_midnight(following, tz)))
+        day = following
+    return result
+
+
+def _bucket_table(chunk: Sequence[tuple[str, datetime, datetime]]) -> FromClause:
+    rows = [select(literal(label, String(16)).label("label"),
+                   literal(start, UTCDateTime()).label("start_at"),
+                   literal(end, UTCDateTime()).label("end_at"))
+            for label, start, end in chunk]
+    table = rows[0] if len(rows) == 1 else union_all(*rows)
+    return table.subquery("buckets")
+
+
+# ---------------------------------------------------------------------------------------------
+# What each item contributes: 0/1 flags and durations, summed or ranked per group.
+
+def is_overdue(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(Item.status.in_(OPEN), Item.answer_due.is_not(None), Item.answer_due < now),
+        and_(Item.answered_at.is_not(None), Item.answer_due.is_not(None),
+             Item.answered_at > Item.answer_due),
+    )
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((condition, 1), else_=0)
+
+
+def _share(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
+    return cast(part, Float) / func.nullif(whole, 0)
+
+
+def _aggregates(now: datetime) -> dict[str, ColumnElement[Any]]:
+    overdue = func.sum(_flag(is_overdue(now)))
+    has_feedback = or_(Item.satisfaction.is_not(None), Item.rating.is_not(None))
+    satisfied = or_(Item.satisfaction == "yes", Item.rating >= 4)
+    return {
+        "count": func.count(),
+        "overdue_count": func.coalesce(overdue, 0),
+        "overdue_share": _share(overdue, func.count()),
+        "average_rating": cast(func.avg(Item.rating), Float),
+        "satisfied_share": _share(func.sum(_flag(satisfied)), func.sum(_flag(has_feedback))),
+        "reopened_count": func.coalesce(func.sum(_flag(Item.reopened_count > 0)), 0),
+        "open_count": func.coalesce(func.sum(_flag(Item.status.in_(OPEN))), 0),
+    }
+
+
+# The median metrics: (the moment that ends the duration, the duration in hours).
+MEDIANS = {
+    "median_first_reaction_hours": (Item.first_reaction_at,
+                                    hours_between(Item.first_reaction_at, Item.received_at)),
+    "median_answer_hours": (Item.answered_at, hours_between(Item.answered_at, Item.received_at)),
+}
+
+
+def _conditions(query: StatsQuery, tz: ZoneInfo, *, with_period: bool = True) -> list[Any]:
+    conditions: list[Any] = []
+    for column, values in ((Item.topic, query.topics), (Item.channel, query.channels),
+                           (Item.kind, query.kinds), (Item.block_id, query.blocks),
+                           (Item.status, query.statuses)):
+        if values:
+            conditions.append(column.in_(sorted(set(values))))
+    if query.block_scope is not None:
+        conditions.append(Item.block_id == query.block_scope)
+    if with_period and query.period is not None:
+        start, end = query.period.utc_bounds(tz)
+        conditions += [Item.created_at >= start, Item.created_at < end]
+    if query.group_by == "cluster":
+        conditions.append(Item.cluster_id.is_not(None))
+    return conditions
+
+
+KEY_COLUMNS: dict[str, Any] = {
+    "topic": Item.topic, "channel": Item.channel, "kind": Item.kind, "block": Item.block_id,
+    "executor": Item.executor_id, "status": Item.status, "cluster": Item.cluster_id,
+}
+
+
+async def _compute(session: AsyncSession, query: StatsQuery, tz: ZoneInfo, now: datetime,
+                   chunk: Sequence[tuple[str, datetime, datetime]] | None) -> dict[Key, Group]:
+    conditions = _conditions(query, tz)
+    source: FromClause = Item.__table__
+    key: Any = KEY_COLUMNS.get(query.group_by or "")
+    if chunk is not None:
+        table = _bucket_table(chunk)
+        source = table.join(Item.__table__, and_(Item.created_at >= table.c.start_at,
+                                                 Item.created_at < table.c.end_at))
+        key = table.c.label
+    keys = [key] if key is not None else []
+    aggregates = _aggregates(now)
+    wanted = [m for m in METRICS if m in aggregates and (m in query.metrics or m == "count")]
+    statement = (select(*(k.label("k") for k in keys),
+                        *(aggregates[m].label(m) for m in wanted))
+                 .select_from(source).where(*conditions).group_by(*keys))
+    if query.group_by == "cluster":
+        statement = statement.having(func.count() >= query.min_cluster_items)
+    groups: dict[Key, Group] = {}
+    for row in (await session.execute(statement)).mappings():
+        group_key = row["k"] if keys else None
+        groups[group_key] = Group(group_key, {m: _number(row[m]) for m in wanted})
+    for metric, (end, hours) in MEDIANS.items():
+        if metric not in query.metrics:
+            continue
+        medians = await _medians(session, keys, source, [*conditions, end.is_not(None)], hours)
+        for group_key, value in medians.items():
+            if group_key in groups:
+                groups[group_key].values[metric] = value
+    return groups
+
+
+async def _medians(session: AsyncSession, keys: list[Any], source: FromClause,
+                   conditions: list[Any], value: ColumnElement[float]) -> dict[Key, Value]:
+    """Exact medians with window functions: rank the values in each group and average the
+    middle one (odd count) or two (even count): the rows where 2·rank is n, n+1 or n+2."""
+    partition = keys or None
+    ranked = (select(*(k.label("k") for k in keys), value.label("v"),
+                     func.row_number().over(partition_by=partition, order_by=value).label("rn"),
+                     func.count().over(partition_by=partition).label("n"))
+              .select_from(source).where(*conditions).subquery("ranked"))
+    rank = cast(ranked.c.rn, Integer)
+    statement = (select(*([ranked.c.k] if keys else []), cast(func.avg(ranked.c.v), Float))
+                 .where((2 * rank).between(ranked.c.n, ranked.c.n + 2)))
+    if keys:
+        statement = statement.group_by(ranked.c.k)
+    rows = (await session.execute(statement)).all()
+    return {(row[0] if keys else None): _number(row[-1]) for row in rows}
+
+
+def _number(value: Any) -> Value:
+    if value is None or isinstance(value, int | float):
+        return value
+    return float(value)  # Decimal from PostgreSQL's numeric
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+async def data_period(session: AsyncSession, query: StatsQuery, tz: ZoneInfo) -> Period | None:
+    """The local days that hold the selected items, when no period was asked for."""
+    first, last = (await session.execute(
+        select(func.min(Item.created_at), func.max(Item.created_at))
+        .where(*_conditions(query, tz, with_period=False)))).one()
+    if first is None:
+        return None
+    # min() and max() keep the column type, so these are aware UTC datetimes already.
+    return Period(first.astimezone(tz).date(), last.astimezone(tz).date() + timedelta(days=1))
+
+
+def _empty(metrics: Sequence[str]) -> dict[str, Value]:
+    return {m: (0 if m in COUNT_METRICS else None) for m in metrics}
+
+
+async def section_stats(session: AsyncSession, query: StatsQuery, *, tz: ZoneInfo,
+                        now: datetime) -> list[Group]:
+    """One row per group: the largest first; periods in time order, empty ones included."""
+    metrics = [m for m in METRICS if m in query.metrics]
+    if query.group_by in PERIOD_GROUPINGS:
+        assert query.group_by is not None
+        period = query.period or await data_period(session, query, tz)
+        if period is None:
+            return []
+        every = buckets(query.group_by, period, tz)
+        found: dict[Key, Group] = {}
+        for chunk in _chunks(every, BUCKETS_PER_QUERY):
+            found.update(await _compute(session, query, tz, now, chunk))
+        labels = list(dict.fromkeys(label for label, _, _ in every))
+        return [_ordered(found.get(label) or Group(label, _empty(metrics)), metrics)
+                for label in labels]
+    groups = await _compute(session, query, tz, now, None)
+    if query.group_by is None:
+        return [_ordered(groups.get(None) or Group(None, _empty(metrics)), metrics)]
+    largest_first = sorted(groups.values(),
+                           key=lambda g: (-int(g.values.get("count") or 0), str(g.key)))
+    return [_ordered(g, metrics) for g in largest_first]
+
+
+def _ordered(group: Group, metrics: Sequence[str]) -> Group:
+    """The requested metrics only, in the canonical order (count is always computed)."""
+    values = {m: group.values.get(m, 0 if m in COUNT_METRICS else None) for m in metrics}
+    return Group(group.key, values)
