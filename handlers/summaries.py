@@ -12,10 +12,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.analytics.clusters import repeated_problems
 from handlers.context import Services
 from handlers.i18n import Translator
 from handlers.rules.lifecycle import OPEN_STATES, Status
 from storage.models import Item, ItemEvent, OutboxMessage
+from storage.stats import Period
 
 OPEN = [str(s) for s in OPEN_STATES]
 MESSENGERS = ("telegram", "vk")
@@ -39,6 +41,7 @@ class Summary:
     unpublished: int = 0
     failed_messages: int = 0
     daily_new: list[tuple[date, int]] = field(default_factory=list)
+    repeated: list[tuple[str, str, int, int]] = field(default_factory=list)  # topic, place, n, open
     weekly_trend: list[tuple[date, int]] = field(default_factory=list)
 
 
@@ -96,6 +99,12 @@ async def build_summary(session: AsyncSession, services: Services, now: datetime
         .where(OutboxMessage.status == "failed", OutboxMessage.created_at >= now
                - timedelta(days=max(days, 1)))) or 0
     summary.daily_new = await daily_counts(session, services, today, 14)
+    # Where reports cluster: the cluster window up to today, the largest first.
+    window = services.org.analytics.cluster_window_days
+    problems = await repeated_problems(session, services,
+                                       Period(today - timedelta(days=window), today
+                                              + timedelta(days=1)))
+    summary.repeated = [(p.topic, p.label, p.count, p.open_count) for p in problems[:10]]
     return summary
 
 
@@ -151,6 +160,11 @@ def render(summary: Summary, services: Services, t: Translator, *, weekly: bool 
     lines.append(t("summary.unpublished", count=summary.unpublished))
     if summary.failed_messages:
         lines.append(t("summary.failed", count=summary.failed_messages))
+    if summary.repeated:
+        lines.append(t("summary.repeated"))
+        for topic, place, count, still_open in summary.repeated:
+            lines.append(t("summary.repeated_line", topic=org.topic_by_id[topic].label(t.locale),
+                           place=place, count=count, open=still_open))
     if weekly and summary.weekly_trend:
         previous = [count for _, count in summary.weekly_trend[:-1]]
         average = sum(previous) / len(previous) if previous else 0

@@ -243,3 +243,20 @@ async def test_housekeeping_forgets_old_update_ids(core, services, citizen, cloc
     # The same id arriving again (a new Telegram id sequence) is a new message.
     response = await citizen.send("/help", update_key="old")
     assert response.replies
+
+
+async def test_daily_summary_lists_repeated_problems(core, services, chairman, citizen):
+    core.flood.limit = 1000
+    await citizen.send("/start")
+    await citizen.click("Согласен")
+    for house in ("ул. Ленина, 10", "улица Ленина д.10", "УЛ ЛЕНИНА 10"):
+        await citizen.send("Не горит фонарь у подъезда, темно вечером")
+        await citizen.click("Энергетика")
+        await citizen.click("Пропустить")
+        await citizen.send(house)
+        await citizen.click("Отправить")
+    await chairman.send("/bind_summary_group", chat_id="-900", is_private=False)
+    await run_job(services, "daily_summary", at(2026, 11, 25, 9, 0))
+    text = (await outbox_to(services, "-900"))[-1].payload["text"]
+    assert "Повторяющиеся проблемы" in text
+    assert "Энергетика" in text and "3 сообщ." in text

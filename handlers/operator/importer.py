@@ -19,7 +19,7 @@ from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.analytics.clusters import normalise_address, track_item
+from handlers.analytics.clusters import normalise_address, track_and_alert
 from handlers.context import Services
 from handlers.events import Reply
 from handlers.formatting import local_datetime
@@ -215,7 +215,7 @@ async def track_clusters(session: AsyncSession, services: Services, items: list[
         rows = await session.scalars(select(Item).where(
             Item.id.in_(wanted[start:start + LOOKUP_CHUNK])).order_by(Item.id))
         for item in rows.all():
-            await track_item(session, services, item)
+            await track_and_alert(session, services, item)
 
 
 async def notify_heads(session: AsyncSession, services: Services, channel: str,
