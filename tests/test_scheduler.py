@@ -260,3 +260,23 @@ async def test_daily_summary_lists_repeated_problems(core, services, chairman, c
     text = (await outbox_to(services, "-900"))[-1].payload["text"]
     assert "Повторяющиеся проблемы" in text
     assert "Энергетика" in text and "3 сообщ." in text
+
+
+async def test_every_citizen_of_a_duplicate_group_is_polled(core, services, head, citizen):
+    core.flood.limit = 1000
+    await report(citizen)  # 2026-000001
+    neighbour = ChatClient(core, user_id="777", platform="vk", name="Иван")
+    await report(neighbour, text="Фонарь на Ленина не горит уже давно")  # 2026-000002
+    await head.press("s:duplicate:2")
+    await head.send("2026-000001")
+    await head.send("/task 2026-000001")
+    await head.click("Ответить")
+    await head.send("Фонарь заменён")
+    assert "Фонарь заменён" in texts(await outbox_to(services, "777", "vk"))
+    assert await run_job(services, "polls", at(2026, 11, 24, 12, 30)) == 2
+    vk_poll = (await outbox_to(services, "777", "vk"))[-1]
+    assert "решена?" in vk_poll.payload["text"]
+    await neighbour.press(buttons([vk_poll])["Нет"])
+    async with services.sessions() as session:
+        main = await session.scalar(select(Item).where(Item.number == "2026-000001"))
+    assert main.status == "reopened"  # a linked citizen's «Нет» reopens the main item
