@@ -66,11 +66,13 @@ def card_text(services: Services, t: Translator, item: Item, citizen: Citizen | 
 def item_card(services: Services, t: Translator, item: Item, attachments: list[Attachment],
               citizen: Citizen | None, *, show_personal: bool,
               buttons: list[list[Button]] | None = None,
-              citizen_blocked: bool = False) -> list[Reply]:
-    """The card as one or more messages: text pieces, then the photos, then the location.
-    Buttons go on the last text piece so they stay next to the content they act on."""
+              citizen_blocked: bool = False, lead: str | None = None) -> list[Reply]:
+    """The card as few messages as possible (Telegram allows ~1 message/s per chat): the text
+    (with `lead`, why it is sent), then the photos, then the location. The buttons ride on the
+    text when nothing follows it, otherwise they come last, after everything to be read."""
     title = t("card.title", number=item.number)
-    pieces = split_text(card_text(services, t, item, citizen, show_personal, citizen_blocked))
+    text = card_text(services, t, item, citizen, show_personal, citizen_blocked)
+    pieces = split_text(f"{lead}\n\n{text}" if lead else text)
     replies = [Reply(piece, title=title if i == 0 else None) for i, piece in enumerate(pieces)]
     photos = [OutgoingPhoto(services.files.path(a.path)) for a in attachments
               if a.kind == "photo"]
@@ -78,7 +80,8 @@ def item_card(services: Services, t: Translator, item: Item, attachments: list[A
         replies.append(Reply("", photos=photos))
     if item.latitude is not None and item.longitude is not None:
         replies.append(Reply("", location=Location(item.latitude, item.longitude)))
-    if buttons:
-        # Keep the actions last, so the head reads everything before acting.
+    if buttons and len(replies) == len(pieces):
+        replies[-1].buttons = buttons
+    elif buttons:
         replies.append(Reply(t("card.actions", number=item.number), buttons=buttons))
     return replies

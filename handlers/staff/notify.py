@@ -25,7 +25,7 @@ PERSONAL_DATA_ROLES = frozenset({Role.CURATOR, Role.CHAIRMAN, Role.IM_COORDINATO
 
 
 async def card_for(turn: Turn, item: Item, account: Account, staff: Staff | None,
-                   buttons_for: object = None) -> list[Reply]:
+                   buttons_for: object = None, lead: str | None = None) -> list[Reply]:
     attachments = list((await turn.session.scalars(
         select(Attachment).where(Attachment.item_id == item.id,
                                  Attachment.purpose.in_(("report", "answer")))
@@ -39,17 +39,15 @@ async def card_for(turn: Turn, item: Item, account: Account, staff: Staff | None
                      if item.reply_account_id is not None else None)
     blocked = reply_account is not None and reply_account.blocked_bot_at is not None
     return item_card(turn.services, t, item, attachments, citizen, show_personal=show,
-                     buttons=buttons, citizen_blocked=blocked)
+                     buttons=buttons, citizen_blocked=blocked, lead=lead)
 
 
 async def send_card(turn: Turn, item: Item, staff_ids: list[int], *, lead_key: str | None = None,
                     buttons_for: object = None, **values: object) -> None:
     for account in await staff_accounts(turn.session, staff_ids):
         staff = await turn.session.get(Staff, account.staff_id)
-        replies = await card_for(turn, item, account, staff, buttons_for)
-        if lead_key:
-            replies.insert(0, Reply(translator(account.locale)(lead_key, **values)))
-        for reply in replies:
+        lead = translator(account.locale)(lead_key, **values) if lead_key else None
+        for reply in await card_for(turn, item, account, staff, buttons_for, lead):
             turn.send(chat_of(account), reply, audience="staff", item_id=item.id)
 
 
@@ -59,8 +57,8 @@ async def notify_new_item(turn: Turn, item: Item) -> None:
     await send_card(turn, item, leaders, lead_key="card.new_item", buttons_for=card_buttons)
     for chat in await group_chats(turn.session, "block", item.block_id):
         t = translator(turn.services.default_locale)
-        replies = item_card(turn.services, t, item, [], None, show_personal=False)
-        for reply in [Reply(t("card.new_item")), *replies]:
+        for reply in item_card(turn.services, t, item, [], None, show_personal=False,
+                               lead=t("card.new_item")):
             turn.send(chat, reply, audience="group", item_id=item.id)
 
 

@@ -79,7 +79,8 @@ class ChatClient:
         raise AssertionError(f"no button containing {text_part!r}; last: {self.texts()}")
 
     def texts(self) -> str:
-        return "\n---\n".join(r.text for r in (self.last.replies if self.last else []))
+        replies = self.last.replies if self.last else []
+        return "\n---\n".join(f"{r.title}\n{r.text}" if r.title else r.text for r in replies)
 
     def _keep(self, response: Response) -> Response:
         self.last = response
