@@ -12,7 +12,7 @@ import contextlib
 import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import aiohttp
@@ -35,6 +35,7 @@ from aiogram.types import (
     BotCommand,
     BufferedInputFile,
     CallbackQuery,
+    Document,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputMediaPhoto,
@@ -54,6 +55,7 @@ from handlers.events import (
     ChatRef,
     DeliveryError,
     Event,
+    IncomingDocument,
     IncomingMessage,
     IncomingPhoto,
     Location,
@@ -73,6 +75,7 @@ CAPTION_LIMIT = 1024
 NOTICE_LIMIT = 200  # answerCallbackQuery text
 ALBUM_MAX = 10  # sendMediaGroup takes 2–10 items
 PHOTO_MAX_BYTES = 10 * 1024 * 1024
+DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
 DIRECT_RETRY_MAX_WAIT = 5.0  # a direct reply waits out a short 429 once, never longer
 STOP_GRACE = 10.0  # seconds granted to in-flight handlers on stop()
 
@@ -286,6 +289,20 @@ class TelegramTransport:
         return IncomingPhoto(data, width=best.width, height=best.height, source_id=best.file_id)
 
 
+def document_of(bot: Bot, document: Document) -> IncomingDocument:
+    """A file, fetched only if the core keeps it (Bot API downloads are capped at 20 MB)."""
+
+    async def fetch() -> bytes:
+        if document.file_size is not None and document.file_size > DOCUMENT_MAX_BYTES:
+            raise DeliveryError("document too large", permanent=True)
+        buffer = await bot.download(document.file_id)
+        return buffer.read() if buffer is not None else b""
+
+    return IncomingDocument(filename=document.file_name or "document",
+                            mime=document.mime_type or "application/octet-stream",
+                            size=document.file_size, fetch=fetch)
+
+
 def make_bot(settings: Settings) -> Bot:
     """A Bot in HTML parse mode, on the configured Bot API server (a local one in tests)."""
     token = settings.telegram_token
@@ -343,6 +360,8 @@ async def relay_message(message: Message, event_update: Update, bot: Bot, core: 
         event = message_event(message, str(event_update.update_id), photo)
         if event is None:
             return
+        if message.document is not None:
+            event = replace(event, document=document_of(bot, message.document))
         response = await ask(core, event)
         await transport.answer(message.chat.id, response)
 

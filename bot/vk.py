@@ -44,6 +44,7 @@ from handlers.events import (
     ChatRef,
     DeliveryError,
     Event,
+    IncomingDocument,
     IncomingMessage,
     IncomingPhoto,
     Location,
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 PEER_ID_OFFSET = 2_000_000_000  # peer ids from here on are group chats
 TEXT_LIMIT = 4000  # VK allows 4096; keep a margin
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 ATTACHMENTS_PER_MESSAGE = 10
 LABEL_LIMIT = 40
 SNACKBAR_LIMIT = 90
@@ -474,6 +476,7 @@ class VKTransport:
                                language_code=caps.language)
         photos: list[IncomingPhoto] = []
         unsupported: Unsupported | None = None
+        document: IncomingDocument | None = None
         failed_photo = False
         for attachment in message.get("attachments") or []:
             kind = attachment.get("type")
@@ -485,14 +488,43 @@ class VKTransport:
                     photos.append(photo)
             elif kind not in _IGNORED_ATTACHMENTS and unsupported is None:
                 unsupported = _UNSUPPORTED.get(str(kind), Unsupported.OTHER)
+                if kind == "doc" and document is None:
+                    document = self._document(attachment.get("doc") or {})
         text = (message.get("text") or "").strip() or None
         location = self._location(message.get("geo"))
         if failed_photo and not (photos or text or location or unsupported):
             unsupported = Unsupported.OTHER  # say it did not arrive rather than stay silent
         return IncomingMessage(update_key=key, user=user, chat=chat, is_private=private,
                                text=text, photos=tuple(photos), location=location,
-                               unsupported=unsupported, display_name=name,
-                               language_code=caps.language)
+                               unsupported=unsupported, document=document,
+                               display_name=name, language_code=caps.language)
+
+    def _document(self, doc: dict[str, Any]) -> IncomingDocument | None:
+        """A file, downloaded only if the core keeps it (a staff answer)."""
+        url = doc.get("url")
+        if not url:
+            return None
+        title = str(doc.get("title") or "document")
+        extension = str(doc.get("ext") or "")
+        filename = title if not extension or title.endswith(f".{extension}") else (
+            f"{title}.{extension}")
+
+        async def fetch() -> bytes:
+            if self._http is None:
+                raise DeliveryError("VK transport is not started")
+            async with self._http.request(str(url), method="GET") as response:
+                if response.status != 200:
+                    raise DeliveryError(f"VK document download: HTTP {response.status}")
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > MAX_DOCUMENT_BYTES:
+                        raise DeliveryError("document too large", permanent=True)
+                return bytes(data)
+
+        size = doc.get("size")
+        return IncomingDocument(filename=filename, mime="application/octet-stream",
+                                size=int(size) if isinstance(size, int) else None, fetch=fetch)
 
     @staticmethod
     def _location(geo: Any) -> Location | None:

@@ -6,6 +6,7 @@ aiogram or vkbottle object. Identities are (platform, id) pairs, never bare ints
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +43,17 @@ class IncomingPhoto:
 
 
 @dataclass(frozen=True)
+class IncomingDocument:
+    """A file sent by a user. Its bytes are fetched only when the core keeps it (a staff
+    answer), so a citizen's refused file is never downloaded."""
+
+    filename: str
+    mime: str
+    size: int | None
+    fetch: Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
 class Location:
     latitude: float
     longitude: float
@@ -70,6 +82,7 @@ class IncomingMessage:
     photos: tuple[IncomingPhoto, ...] = ()
     location: Location | None = None
     unsupported: Unsupported | None = None
+    document: IncomingDocument | None = None  # set with unsupported=DOCUMENT
     display_name: str | None = None
     language_code: str | None = None
 

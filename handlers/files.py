@@ -14,9 +14,9 @@ class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def save(self, data: bytes, mime: str, now: datetime) -> str:
-        relative = Path("attachments") / f"{now:%Y}" / f"{now:%m}" / (
-            uuid.uuid4().hex + EXTENSIONS.get(mime, ".bin"))
+    def save(self, data: bytes, mime: str, now: datetime, filename: str | None = None) -> str:
+        suffix = EXTENSIONS.get(mime) or safe_suffix(filename) or ".bin"
+        relative = Path("attachments") / f"{now:%Y}" / f"{now:%m}" / (uuid.uuid4().hex + suffix)
         target = self.root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a crash never leaves a half-written file under the final name.
@@ -30,3 +30,9 @@ class FileStore:
 
     def delete(self, relative: str) -> None:
         (self.root / relative).unlink(missing_ok=True)
+
+
+def safe_suffix(filename: str | None) -> str | None:
+    """The extension of a user's file name, if it is a plain one (".docx"), for readability."""
+    suffix = Path(filename or "").suffix.lower()
+    return suffix if 1 < len(suffix) <= 8 and suffix[1:].isalnum() else None

@@ -285,6 +285,7 @@ class Attachment(Base):
     purpose: Mapped[str] = mapped_column(String(16))  # report, comment, clarification, answer
     kind: Mapped[str] = mapped_column(String(16))  # photo, document
     path: Mapped[str] = mapped_column(String(500))  # relative to MCU_DATA_DIR
+    filename: Mapped[str | None] = mapped_column(String(255))  # a document's original name
     mime: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     width: Mapped[int | None] = mapped_column(Integer)

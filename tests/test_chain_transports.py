@@ -476,7 +476,7 @@ async def run_chain(chain: Chain, citizen: Person, head: Person, executor: Perso
     await executor.click("Ответить")
     assert "Напишите ответ" in executor.texts()
     await executor.say(photo=ANSWER_PHOTO)
-    assert "Фото к ответу" in executor.texts()
+    assert "Вложение к ответу" in executor.texts()
     await executor.say(ANSWER)
     assert "на утверждение" in executor.texts()
     mark = head.mark()

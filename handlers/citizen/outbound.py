@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers import payloads
 from handlers.accounts import Dialog
 from handlers.context import Services
-from handlers.events import Button, ChatRef, OutgoingPhoto, Platform, Reply
+from handlers.events import Button, ChatRef, OutgoingDocument, OutgoingPhoto, Platform, Reply
 from handlers.i18n import Translator, translator
 from handlers.outbox import enqueue
 from storage.models import Account, Attachment, Item
@@ -69,6 +69,10 @@ async def deliver_answer(session: AsyncSession, services: Services, item: Item,
                   photos=[OutgoingPhoto(services.files.path(p.path)) for p in photos or []
                           if p.kind == "photo"])
     _queue(session, services, chat, reply, recipient, services.now())
+    for document in (p for p in photos or [] if p.kind == "document"):
+        _queue(session, services, chat, Reply("", document=OutgoingDocument(
+            services.files.path(document.path), document.filename or "document")), recipient,
+            services.now())
     return True
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from handlers.context import Services
-from handlers.events import Button, Location, OutgoingPhoto, Reply
+from handlers.events import Button, Location, OutgoingDocument, OutgoingPhoto, Reply
 from handlers.formatting import local_datetime, map_link, split_text, status_label
 from handlers.i18n import Translator
 from storage.models import Attachment, Citizen, Item
@@ -78,6 +78,9 @@ def item_card(services: Services, t: Translator, item: Item, attachments: list[A
               if a.kind == "photo"]
     if photos:
         replies.append(Reply("", photos=photos))
+    for document in (a for a in attachments if a.kind == "document"):
+        replies.append(Reply("", document=OutgoingDocument(services.files.path(document.path),
+                                                           document.filename or "document")))
     if item.latitude is not None and item.longitude is not None:
         replies.append(Reply("", location=Location(item.latitude, item.longitude)))
     if buttons and len(replies) == len(pieces):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 
 from handlers import payloads
 from handlers.citizen.dialog import parse_command
-from handlers.events import Button, IncomingMessage, Reply
+from handlers.events import Button, IncomingDocument, IncomingMessage, Reply
 from handlers.formatting import local_date
 from handlers.org import Role
 from handlers.rules.lifecycle import Action
@@ -21,6 +23,8 @@ from handlers.turn import Turn
 from storage.models import Attachment, GroupBinding, Item, Staff
 
 ANSWER_MAX = 4000
+DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
+log = logging.getLogger(__name__)
 # Inputs that need a typed text after a button: the state remembers what it is for.
 TEXT_INPUTS = {"redirect": "staff.ask_redirect_reason", "ask": "staff.ask_question",
                "extend": "staff.ask_extend_reason", "outside": "staff.ask_outside_reason",
@@ -388,11 +392,19 @@ async def on_input(turn: Turn, staff: Staff, message: IncomingMessage) -> None:
         await drop_input(turn)
         turn.say("staff.refused")
         return
-    if message.photos and op == "answer":
+    kept = False
+    if op == "answer" and message.photos:
         await store_photos(turn, message)
+        kept = True
+    if op == "answer" and message.document is not None:
+        problem = await store_document(turn, message.document)
+        if problem:
+            turn.say(problem, max=DOCUMENT_MAX_BYTES // (1024 * 1024))
+            return
+        kept = True
     text = (message.text or "").strip()
     if not text:
-        key = "staff.answer_photo_kept" if message.photos and op == "answer" else TEXT_INPUTS[op]
+        key = "staff.answer_photo_kept" if kept else TEXT_INPUTS[op]
         turn.reply(Reply(turn.t(key, number=item.number), buttons=[cancel_row(turn)]))
         return
     if len(text) > ANSWER_MAX:
@@ -408,6 +420,29 @@ async def on_input(turn: Turn, staff: Staff, message: IncomingMessage) -> None:
     turn.dialog.reset(turn.now)
     if can_see(staff, item):
         actions_reply(turn, staff, item)
+
+
+async def store_document(turn: Turn, document: IncomingDocument) -> str | None:
+    """Keep a file for the answer; returns the text key of the problem, if any."""
+    if document.size is not None and document.size > DOCUMENT_MAX_BYTES:
+        return "staff.document_too_large"
+    try:
+        data = await document.fetch()
+    except Exception as error:  # the transport's download failed: say so, keep the dialog
+        log.warning("document download failed: %s", type(error).__name__)
+        return "staff.document_failed"
+    if not data:
+        return "staff.document_failed"
+    if len(data) > DOCUMENT_MAX_BYTES:
+        return "staff.document_too_large"
+    path = turn.services.files.save(data, document.mime, turn.now, document.filename)
+    attachment = Attachment(purpose="answer", kind="document", path=path, mime=document.mime,
+                            size=len(data), filename=document.filename[:255],
+                            source_platform=str(turn.account.platform), created_at=turn.now)
+    turn.session.add(attachment)
+    await turn.session.flush()
+    turn.dialog.update(turn.now, photos=[*turn.dialog.data.get("photos", []), attachment.id])
+    return None
 
 
 async def apply_input(turn: Turn, staff: Staff, item: Item, op: str, arg: str, text: str,

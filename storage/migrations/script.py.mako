@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import storage.models
+import storage.models  # noqa: F401 - custom column types are rendered from it
 % if imports:
 ${imports}
 % endif
