@@ -30,15 +30,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiogram.types import TelegramObject, Update
 from sqlalchemy import func, select
 
 from bot.settings import Settings
@@ -63,6 +61,7 @@ from storage.models import (
 from tests.fakes import telegram_api, vk_api
 from tests.fakes.telegram_api import FakeTelegramServer
 from tests.fakes.vk_api import PEER_ID_OFFSET, FakeVKServer
+from tests.support.telegram_harness import Processed
 
 GROUP_ID = 7
 VK_TOKEN = "vk-chain-token"
@@ -91,28 +90,6 @@ NO_WAITING = {platform: Limits(per_second=1000, per_chat_interval=0.0, group_per
 
 # ---------------------------------------------------------------------------------------------
 # Harness
-
-
-class Processed:
-    """Outer update middleware: counts the Telegram updates aiogram has finished handling."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[int] = Counter()
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
-        try:
-            return await handler(event, data)
-        finally:
-            assert isinstance(event, Update)
-            self.counts[event.update_id] += 1
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def wait(self, update_id: int, timeout: float = 5) -> None:
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: self.counts[update_id] >= 1)
 
 
 class Handled:

@@ -14,6 +14,15 @@ async def agree(citizen: ChatClient) -> None:
     await citizen.click("Согласен")
 
 
+async def report_traffic_light(citizen: ChatClient) -> None:
+    """The shortest full report: text, topic, no photo, no place, send."""
+    await citizen.send("Не работает светофор на перекрёстке")
+    await citizen.click("Транспорт")
+    await citizen.click("Пропустить")
+    await citizen.click("Пропустить")
+    await citizen.click("Отправить")
+
+
 async def count(services, model) -> int:
     async with services.sessions() as session:
         return await session.scalar(select(func.count()).select_from(model))
@@ -125,11 +134,7 @@ async def test_duplicate_update_is_processed_once(citizen, services):
 
 async def test_my_items_and_comment_reach_the_assignee(citizen, services):
     await agree(citizen)
-    await citizen.send("Не работает светофор на перекрёстке")
-    await citizen.click("Транспорт")
-    await citizen.click("Пропустить")
-    await citizen.click("Пропустить")
-    await citizen.click("Отправить")
+    await report_traffic_light(citizen)
     await citizen.send("📋 Мои обращения")
     assert "2026-000001" in citizen.texts()
     await citizen.click("2026-000001")
@@ -144,11 +149,7 @@ async def test_my_items_and_comment_reach_the_assignee(citizen, services):
 
 async def test_forged_item_button_reveals_nothing(citizen, core, services):
     await agree(citizen)
-    await citizen.send("Не работает светофор на перекрёстке")
-    await citizen.click("Транспорт")
-    await citizen.click("Пропустить")
-    await citizen.click("Пропустить")
-    await citizen.click("Отправить")
+    await report_traffic_light(citizen)
     stranger = ChatClient(core, user_id="777")
     await agree(stranger)
     await stranger.press("my:1")
@@ -205,11 +206,7 @@ async def test_group_chat_messages_from_non_staff_are_ignored(citizen):
 
 async def test_staff_notification_is_queued_with_the_item(citizen, services):
     await agree(citizen)
-    await citizen.send("Не работает светофор на перекрёстке")
-    await citizen.click("Транспорт")
-    await citizen.click("Пропустить")
-    await citizen.click("Пропустить")
-    await citizen.click("Отправить")
+    await report_traffic_light(citizen)
     # No staff has joined yet: nothing to deliver, but the item is routed and visible.
     assert await count(services, OutboxMessage) == 0
 

@@ -8,11 +8,9 @@ exactly its own update and never sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,6 @@ import aiohttp
 import pytest
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import EditMessageText
-from aiogram.types import TelegramObject, Update
 from sqlalchemy import func, select
 
 from bot.bootstrap import build_services
@@ -35,6 +32,7 @@ from handlers.i18n import translator
 from storage.db import create_engine
 from storage.models import Attachment, DialogState, Item, ProcessedUpdate
 from tests.fakes.telegram_api import FakeTelegramServer, SentRecord
+from tests.support.telegram_harness import Processed
 
 TRICKY = "Во дворе <b>дом</b> & *подвал* _затоплен_ [срочно]"
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 16 + b"\xff\xd9"
@@ -43,28 +41,6 @@ REPORT = translator("ru")("menu.report")
 
 # ---------------------------------------------------------------------------------------------
 # Harness
-
-
-class Processed:
-    """Outer update middleware: counts updates aiogram has finished handling."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[int] = Counter()
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
-        try:
-            return await handler(event, data)
-        finally:
-            assert isinstance(event, Update)
-            self.counts[event.update_id] += 1
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def wait(self, update_id: int, times: int = 1, timeout: float = 5) -> None:
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: self.counts[update_id] >= times)
 
 
 @asynccontextmanager
