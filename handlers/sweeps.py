@@ -68,7 +68,7 @@ async def send_reminders(session: AsyncSession, services: Services, now: datetim
         if org.reminders.before_working_days > 0:
             day = due_day
             for _ in range(org.reminders.before_working_days):
-                day = previous_working_day(services, day)
+                day = calendar.previous_working_day(day)
             moments.append((f"left{org.reminders.before_working_days}",
                             calendar.working_hours_start(day)))
         if org.reminders.due_day_morning and calendar.is_working_day(due_day):
@@ -86,25 +86,6 @@ async def send_reminders(session: AsyncSession, services: Services, now: datetim
     return queued
 
 
-def previous_working_day(services: Services, day):  # type: ignore[no-untyped-def]
-    calendar = services.calendar
-    candidate = day - timedelta(days=1)
-    while not calendar.is_working_day(candidate):
-        candidate -= timedelta(days=1)
-    return candidate
-
-
-def working_days_between(services: Services, start_day, end_day) -> int:  # type: ignore[no-untyped-def]
-    """Working days after start_day up to and including end_day."""
-    calendar = services.calendar
-    count, day = 0, start_day
-    while day < end_day and count < 366:
-        day += timedelta(days=1)
-        if calendar.is_working_day(day):
-            count += 1
-    return count
-
-
 async def send_escalations(session: AsyncSession, services: Services, now: datetime) -> int:
     org, tz, calendar = services.org, services.tz, services.calendar
     chairmen = await staff_ids_with_role(session, Role.CHAIRMAN)
@@ -118,7 +99,7 @@ async def send_escalations(session: AsyncSession, services: Services, now: datet
         assert item.answer_due is not None
         leaders = await block_leader_ids(session, org, item.block_id)
         due = local_datetime(item.answer_due, tz)
-        late = working_days_between(services, calendar.to_local(item.answer_due).date(), today)
+        late = calendar.working_days_between(calendar.to_local(item.answer_due).date(), today)
         queued += await notify_staff_once(
             session, services, list(dict.fromkeys([*leaders, *chairmen])), item,
             f"overdue:{item.id}:{_due_key(item)}", "sweep.overdue", now, due=due,

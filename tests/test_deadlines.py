@@ -540,3 +540,17 @@ def test_public_helpers() -> None:
     assert working_hour_deadline(CAL, local(2026, 11, 27, 19, 30), 4) == local(2026, 11, 30, 13)
     # Zero calendar days: the same day, moved off a holiday.
     assert calendar_day_deadline(CAL, local(2026, 1, 9, 10), 0) == local(2026, 1, 12, 23, 59, 59)
+
+
+def test_previous_working_day_and_working_days_between():
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from handlers.rules.calendar import WorkCalendar
+
+    calendar = WorkCalendar(tz=ZoneInfo("Asia/Sakhalin"))
+    assert calendar.previous_working_day(date(2026, 1, 12)) == date(2025, 12, 30)  # over NY
+    assert calendar.previous_working_day(date(2026, 11, 30)) == date(2026, 11, 27)
+    assert calendar.working_days_between(date(2026, 12, 8), date(2026, 12, 11)) == 3
+    assert calendar.working_days_between(date(2025, 12, 30), date(2026, 1, 12)) == 1
+    assert calendar.working_days_between(date(2026, 12, 11), date(2026, 12, 8)) == 0

@@ -29,7 +29,7 @@ async def citizen_chat(session: AsyncSession, item: Item) -> tuple[ChatRef, Tran
     return ChatRef(Platform(account.platform), account.chat_id), translator(account.locale)
 
 
-def _queue(session: AsyncSession, services: Services, chat: ChatRef, reply: Reply, item: Item,
+def _queue(session: AsyncSession, chat: ChatRef, reply: Reply, item: Item,
            now: datetime) -> None:
     # The caller's commit wakes the sender (Core does it after every turn).
     enqueue(session, chat, reply, audience="citizen", now=now, item_id=item.id)
@@ -46,7 +46,7 @@ async def ask_citizen(session: AsyncSession, services: Services, item: Item,
                   title=t("clarify.question.title", number=item.number),
                   buttons=[[Button(t("button.answer_question"),
                                    payloads.make("clarify", item.id))]])
-    _queue(session, services, chat, reply, item, services.now())
+    _queue(session, chat, reply, item, services.now())
     # An idle citizen's next message becomes the clarification; one in the middle of another
     # dialog keeps it and answers with the button.
     dialog = await Dialog.load(session, item.reply_account_id, services.now())
@@ -68,9 +68,9 @@ async def deliver_answer(session: AsyncSession, services: Services, item: Item,
                   title=t("answer.to_citizen.title", number=recipient.number),
                   photos=[OutgoingPhoto(services.files.path(p.path)) for p in photos or []
                           if p.kind == "photo"])
-    _queue(session, services, chat, reply, recipient, services.now())
+    _queue(session, chat, reply, recipient, services.now())
     for document in (p for p in photos or [] if p.kind == "document"):
-        _queue(session, services, chat, Reply("", document=OutgoingDocument(
+        _queue(session, chat, Reply("", document=OutgoingDocument(
             services.files.path(document.path), document.filename or "document")), recipient,
             services.now())
     return True
@@ -83,6 +83,6 @@ async def notify_citizen(session: AsyncSession, services: Services, item: Item, 
     if target is None:
         return False
     chat, t = target
-    _queue(session, services, chat, Reply(t(key, number=item.number, **values)), item,
+    _queue(session, chat, Reply(t(key, number=item.number, **values)), item,
            services.now())
     return True

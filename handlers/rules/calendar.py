@@ -90,6 +90,21 @@ class WorkCalendar:
             d += timedelta(days=1)
         return d
 
+    def previous_working_day(self, d: date) -> date:
+        """Last working day strictly before ``d``."""
+        d -= timedelta(days=1)
+        while not self.is_working_day(d):
+            d -= timedelta(days=1)
+        return d
+
+    def working_days_between(self, start: date, end: date) -> int:
+        """Working days after ``start`` up to and including ``end`` (0 when end <= start)."""
+        count, d = 0, start
+        while d < end:
+            d += timedelta(days=1)
+            count += self.is_working_day(d)
+        return count
+
     def add_working_days(self, d: date, n: int) -> date:
         """The ``n``-th working day strictly after ``d`` (``n`` >= 1)."""
         if n < 1:
