@@ -339,5 +339,35 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # How many visible messages (photo, album, text part…) of this row were delivered: a
+    # retry resumes after them, so a part that arrived is never sent twice.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        # The head of each chat's queue: per-chat order among the messages that are due.
+        Index("ix_outbox_chat_queue", "platform", "chat_id", "status", "id"),
+    )
+
+
+class FloodCounter(Base):
+    """Messages of one user in the current one-minute window, shared by every process."""
+
+    __tablename__ = "flood_counters"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    warned: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Lease(Base):
+    """A named role that one process holds at a time (the Telegram poller, the scheduler);
+    it is renewed while the holder lives and taken over after `expires_at`."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
