@@ -384,3 +384,57 @@ async def test_instances_are_isolated_token_and_upload_limit() -> None:
         assert [r.method for r in one.sent] == ["getMe", "sendMessage"]
         assert [r.method for r in two.sent] == ["getMe"]
         assert [r.error_code for r in two.failed] == [413]
+
+
+async def test_fail_window_fails_every_method_until_it_ends(tg: FakeTelegramServer,
+                                                            bot: Bot) -> None:
+    window = tg.fail_for(status=500)  # open-ended: the test ends it
+    with pytest.raises(TelegramServerError):
+        await bot.send_message(5, "Новости")
+    with pytest.raises(TelegramServerError):
+        await bot.get_updates(timeout=0)  # getUpdates too: the whole API is down
+    update_id = tg.user_message(5, "Привет")
+    with pytest.raises(TelegramServerError):
+        await bot.get_updates(timeout=0)
+    assert window.failures == 3 and window.active()
+    tg.end_failures()
+    assert window.finished and window.duration is not None
+    assert [u.update_id for u in await bot.get_updates(timeout=0)] == [update_id]
+    assert (await bot.send_message(5, "Новости")).text == "Новости"
+
+
+async def test_fail_window_429_carries_retry_after_and_expires(tg: FakeTelegramServer,
+                                                               bot: Bot) -> None:
+    window = tg.fail_for(0.3, status=429, retry_after=2)
+    with pytest.raises(TelegramRetryAfter) as exc_info:
+        await bot.send_chat_action(5, "typing")
+    assert exc_info.value.retry_after == 2
+    await asyncio.sleep(0.35)
+    assert not window.active()
+    assert await bot.send_chat_action(5, "typing") is True
+
+
+async def test_fail_window_opens_once_updates_were_handed_out(tg: FakeTelegramServer,
+                                                              bot: Bot) -> None:
+    first = tg.user_message(5, "раз")
+    window = tg.fail_for(status=500, once_delivered=[first])
+    assert not window.started
+    assert await bot.send_message(5, "ещё можно") is not None
+    assert [u.update_id for u in await bot.get_updates(timeout=0)] == [first]
+    assert window.active()  # opened the moment the batch was handed out
+    with pytest.raises(TelegramServerError):
+        await bot.send_message(5, "уже нельзя")
+    window.end()
+    assert await bot.send_message(5, "снова можно") is not None
+
+
+async def test_a_parked_long_poll_fails_when_the_window_opens(tg: FakeTelegramServer,
+                                                              bot: Bot) -> None:
+    parked = asyncio.create_task(bot.get_updates(timeout=5))
+    await tg.wait_polling()
+    tg.fail_for(status=502)
+    tg.user_message(5, "во время сбоя")
+    with pytest.raises(TelegramServerError):
+        await parked
+    tg.end_failures()
+    assert len(await bot.get_updates(timeout=0)) == 1

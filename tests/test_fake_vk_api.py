@@ -323,3 +323,26 @@ async def test_users_groups_and_rate_limit(api: API) -> None:
         await asyncio.sleep(1.05)
         groups = await api.groups.get_by_id()
         assert groups.groups is not None and groups.groups[0].id == 5
+
+
+async def test_error_6_window_on_every_method(vk: FakeVKServer, api: API) -> None:
+    window = vk.fail_for(code=6)
+    with pytest.raises(VKAPIError[6]):
+        await api.messages.send(peer_id=USER, random_id=11, message="x")
+    with pytest.raises(VKAPIError[6]):
+        await api.groups.get_by_id()
+    assert window.failures == 2 and vk.sent == []
+    vk.end_failures()
+    assert not window.active() and window.duration >= 0
+    first = await api.messages.send(peer_id=USER, random_id=11, message="x")
+    # A repeated random_id is dropped by VK: the same message id, nothing sent twice.
+    assert await api.messages.send(peer_id=USER, random_id=11, message="x") == first
+    assert [r.text for r in vk.sent] == ["x"]
+
+
+async def test_error_6_window_expires_by_itself(vk: FakeVKServer, api: API) -> None:
+    vk.fail_for(0.2, code=6, methods="messages.send")
+    with pytest.raises(VKAPIError[6]):
+        await api.messages.send(peer_id=USER, random_id=12, message="y")
+    await asyncio.sleep(0.25)
+    assert await api.messages.send(peer_id=USER, random_id=12, message="y") > 0

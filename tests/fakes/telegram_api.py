@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.client.telegram import TelegramAPIServer
 
-__all__ = ["FakeTelegramServer", "MediaItem", "SentRecord"]
+__all__ = ["FailWindow", "FakeTelegramServer", "MediaItem", "SentRecord"]
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")
@@ -266,6 +266,70 @@ class _FailRule:
         return _ApiError(self.status, self.description or default)
 
 
+@dataclass(eq=False)
+class FailWindow:
+    """A time window in which the fake answers every matching call with one error.
+
+    Created by ``FakeTelegramServer.fail_for``. It starts at once, or, with ``once_delivered``,
+    the moment getUpdates hands out the last of those updates (so a test can cut the API off
+    right after the bot received a batch, with no race). It ends after ``seconds`` or when
+    ``end()`` is called, whichever comes first.
+    """
+
+    status: int
+    retry_after: int
+    methods: frozenset[str] | None  # lower-case names; None: every method, getUpdates included
+    seconds: float | None
+    description: str | None
+    once_delivered: frozenset[int] | None = None
+    started_at: float | None = None  # time.monotonic()
+    ended_at: float | None = None
+    failures: int = 0  # calls answered with the error
+
+    def start(self) -> None:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+
+    def end(self) -> None:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+        if self.ended_at is None or self.ended_at > time.monotonic():
+            self.ended_at = time.monotonic()
+
+    @property
+    def started(self) -> bool:
+        return self.started_at is not None
+
+    def active(self, now: float | None = None) -> bool:
+        if self.started_at is None:
+            return False
+        now = time.monotonic() if now is None else now
+        if self.seconds is not None and now >= self.started_at + self.seconds:
+            return False
+        return self.ended_at is None or now < self.ended_at
+
+    @property
+    def finished(self) -> bool:
+        return self.started and not self.active()
+
+    @property
+    def duration(self) -> float | None:
+        """How long the window lasted (or has lasted so far)."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        if self.seconds is not None:
+            end = min(end, self.started_at + self.seconds)
+        return end - self.started_at
+
+    def matches(self, method: str) -> bool:
+        return self.methods is None or method.lower() in self.methods
+
+    def error(self) -> _ApiError:
+        self.failures += 1
+        return _FailRule(None, self.status, self.retry_after, 1, self.description).error()
+
+
 def _coerce_value(key: str, value: str) -> Any:
     try:
         if key in _JSON_PARAMS:
@@ -383,6 +447,7 @@ class FakeTelegramServer:
         self._activity_event = asyncio.Event()
 
         self._fail_rules: list[_FailRule] = []
+        self._fail_windows: list[FailWindow] = []
         self._blocked: set[int | str] = set()
 
         self._files_by_id: dict[str, _StoredFile] = {}
@@ -552,6 +617,45 @@ class FakeTelegramServer:
         otherwise swallow the failure at random).
         """
         self._fail_rules.append(_FailRule(method, status, retry_after, times, description))
+
+    def fail_for(
+        self,
+        seconds: float | None = None,
+        *,
+        status: int = 500,
+        retry_after: int = 1,
+        methods: str | list[str] | None = None,
+        description: str | None = None,
+        once_delivered: list[int] | None = None,
+    ) -> FailWindow:
+        """Answer EVERY call (getUpdates included, unless ``methods`` narrows it) with
+        ``status`` for ``seconds`` (None: until ``end()`` / ``end_failures()``).
+
+        A 429 carries ``retry_after``. A long poll parked when the window opens answers with
+        the error as soon as it would return, as a server that went down would. With
+        ``once_delivered=[update_ids]`` the window opens the moment the last of them was
+        handed out by getUpdates: the bot has the updates, and then the API is gone.
+        """
+        if isinstance(methods, str):
+            methods = [methods]
+        window = FailWindow(
+            status=status,
+            retry_after=retry_after,
+            methods=frozenset(m.lower() for m in methods) if methods is not None else None,
+            seconds=seconds,
+            description=description,
+            once_delivered=frozenset(once_delivered) if once_delivered is not None else None,
+        )
+        self._fail_windows.append(window)
+        if window.once_delivered is None or window.once_delivered <= set(self.delivered):
+            self._open_window(window)
+        return window
+
+    def end_failures(self) -> None:
+        """End every fail window now (``fail_next`` rules are left alone)."""
+        for window in self._fail_windows:
+            window.end()
+        self._notify_activity()
 
     def block_user(self, chat_id: int | str) -> None:
         self._blocked.add(chat_id)
@@ -738,7 +842,7 @@ class FakeTelegramServer:
             params, files = {}, {}
 
         if method == "getUpdates":
-            rule_error = self._take_fail_rule(method)
+            rule_error = self._window_error(method) or self._take_fail_rule(method)
             if rule_error is not None:
                 return self._fail(SentRecord(method, params), rule_error)
             return await self._get_updates(params)
@@ -747,7 +851,11 @@ class FakeTelegramServer:
         try:
             if method is None:
                 raise _ApiError(404, "Not Found: method not found")
-            error = self._take_fail_rule(method) or self._blocked_error(method, record)
+            error = (
+                self._window_error(method)
+                or self._take_fail_rule(method)
+                or self._blocked_error(method, record)
+            )
             if error is not None:
                 raise error
             result = self._handlers[method](params, files, record)
@@ -841,6 +949,19 @@ class FakeTelegramServer:
             return rule.error()
         return None
 
+    def _window_error(self, method: str) -> _ApiError | None:
+        now = time.monotonic()
+        for window in self._fail_windows:
+            if window.active(now) and window.matches(method):
+                return window.error()
+        return None
+
+    def _open_window(self, window: FailWindow) -> None:
+        window.start()
+        # A parked long poll must notice that the server "went down".
+        self._wake_pollers()
+        self._notify_activity()
+
     def _blocked_error(self, method: str, record: SentRecord) -> _ApiError | None:
         if record.chat_id in self._blocked and method != "getChat":
             return _ApiError(403, "Forbidden: bot was blocked by the user")
@@ -882,11 +1003,25 @@ class FakeTelegramServer:
                 self._waiting_polls -= 1
             if generation != self._poll_generation and not self._closing:
                 return self._error_response(_ApiError(409, _DEFAULT_ERRORS[409]))
+            if (window_error := self._window_error("getUpdates")) is not None:
+                return self._fail(SentRecord("getUpdates", params), window_error)
             batch = self._deliverable(limit)
 
+        if batch and (window_error := self._window_error("getUpdates")) is not None:
+            return self._fail(SentRecord("getUpdates", params), window_error)
         for pending in batch:
             pending.delivered = True
             self.delivered.append(pending.update["update_id"])
+        if batch:
+            handed_out = set(self.delivered)
+            for window in self._fail_windows:
+                if (
+                    not window.started
+                    and window.once_delivered is not None
+                    and window.once_delivered <= handed_out
+                ):
+                    self._open_window(window)
+            self._notify_activity()
         return web.json_response({"ok": True, "result": [copy.deepcopy(p.update) for p in batch]})
 
     def _confirm(self, offset: int) -> None:

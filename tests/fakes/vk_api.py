@@ -194,6 +194,41 @@ class _FailRule:
     extra: dict[str, Any]
 
 
+@dataclass(eq=False)
+class FailWindow:
+    """A time window in which every matching API method answers with one VK error.
+
+    Created by ``FakeVKServer.fail_for``; ends after ``seconds`` or on ``end()``. The Bots
+    Long Poll server is not an API method and keeps serving events (VK's rate limit is on
+    the token's method calls).
+    """
+
+    code: int
+    msg: str | None
+    methods: frozenset[str] | None  # None: every method
+    seconds: float | None
+    started_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
+    failures: int = 0
+
+    def end(self) -> None:
+        if self.ended_at is None:
+            self.ended_at = time.monotonic()
+
+    def active(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if self.seconds is not None and now >= self.started_at + self.seconds:
+            return False
+        return self.ended_at is None or now < self.ended_at
+
+    @property
+    def duration(self) -> float:
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        if self.seconds is not None:
+            end = min(end, self.started_at + self.seconds)
+        return end - self.started_at
+
+
 @dataclass(slots=True)
 class _Upload:
     kind: str  # "photo" or a docs type: "doc", "audio_message", "graffiti"
@@ -248,6 +283,7 @@ class FakeVKServer:
         self._lp_key = secrets.token_hex(20)
         self._lp_failures: deque[int] = deque()
         self._fail_rules: list[_FailRule] = []
+        self._fail_windows: list[FailWindow] = []
         self._call_times: deque[float] = deque()
         self._custom_methods: dict[str, MethodHandler] = {}
         self._forbidden: dict[int, int] = {}  # peer_id -> error code
@@ -394,6 +430,30 @@ class FakeVKServer:
             extra.setdefault("captcha_sid", secrets.token_hex(6))
             extra.setdefault("captcha_img", f"{self.base_url}/files/captcha/x/1.jpg")
         self._fail_rules.append(_FailRule(method, code, msg, times, extra))
+
+    def fail_for(
+        self,
+        seconds: float | None = None,
+        *,
+        code: int = 6,
+        methods: str | list[str] | None = None,
+        msg: str | None = None,
+    ) -> FailWindow:
+        """Answer every API method (or only ``methods``) with error ``code`` for ``seconds``
+        (None: until ``end()`` / ``end_failures()``). For a count, use ``fail_next(times=N)``."""
+        if isinstance(methods, str):
+            methods = [methods]
+        window = FailWindow(code, msg, frozenset(methods) if methods is not None else None,
+                            seconds)
+        self._fail_windows.append(window)
+        self._notify()
+        return window
+
+    def end_failures(self) -> None:
+        """End every fail window now (``fail_next`` rules are left alone)."""
+        for window in self._fail_windows:
+            window.end()
+        self._notify()
 
     def fail_long_poll(self, code: int = 2, *, times: int = 1) -> None:
         """Answer the next long-poll request(s) with ``{"failed": code}``.
@@ -724,6 +784,11 @@ class FakeVKServer:
         }
 
     def _take_fail_rule(self, method: str) -> FakeVKError | None:
+        now = time.monotonic()
+        for window in self._fail_windows:
+            if window.active(now) and (window.methods is None or method in window.methods):
+                window.failures += 1
+                return FakeVKError(window.code, window.msg)
         for rule in self._fail_rules:
             if rule.remaining > 0 and rule.method in (None, method):
                 rule.remaining -= 1
@@ -1086,6 +1151,7 @@ __all__ = [
     "ERROR_MESSAGES",
     "PEER_ID_OFFSET",
     "ApiCall",
+    "FailWindow",
     "FailedCall",
     "FakeVKError",
     "FakeVKServer",
