@@ -58,7 +58,7 @@ def build_services(settings: Settings, engine: AsyncEngine, clock: Clock | None 
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> App:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     services = build_services(settings, engine, clock)
     core = Core(services)
     sender = OutboxSender(services)
@@ -112,7 +112,7 @@ async def serve_scheduler(settings: Settings, stop: asyncio.Event | None = None)
     It only queues; the process running the transports delivers the outbox."""
     stop = stop or asyncio.Event()
     install_signal_handlers(stop)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     services = build_services(settings, engine)
     scheduler = build_scheduler(services)
     scheduler.start()

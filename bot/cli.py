@@ -163,7 +163,7 @@ def _open(settings: Settings):  # type: ignore[no-untyped-def]
     from storage.migrate import upgrade
 
     upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     return engine, session_factory(engine)
 
 
@@ -308,7 +308,7 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
 
     async def main() -> int:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
         try:
             services = build_services(settings, engine)
             return await run_job(services, args.name, now, force=True)

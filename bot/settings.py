@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Sakhalin"
     locale: str = Field(default="ru", pattern="^(ru|en)$")
     flood_limit_per_minute: int = 20
+    # SQLite: seconds a statement waits for another connection's lock (busy_timeout).
+    sqlite_busy_timeout: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
 
     @field_validator("timezone")

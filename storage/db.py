@@ -26,27 +26,38 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # seconds
+
+
+def create_engine(url: str, *, busy_timeout: float = DEFAULT_SQLITE_BUSY_TIMEOUT,
+                  **kwargs: Any) -> AsyncEngine:
+    """`busy_timeout` (SQLite only, seconds): how long a statement waits for another
+    connection's lock before "database is locked" (MCU_SQLITE_BUSY_TIMEOUT)."""
     ensure_sqlite_dir(url)
     if is_sqlite(url):
         # Several writers (transports, scheduler, CLI) share one file: wait for the lock
         # instead of failing at once.
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        kwargs.setdefault("connect_args", {"timeout": busy_timeout})
     else:
         kwargs.setdefault("pool_pre_ping", True)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        millis = max(int(busy_timeout * 1000), 0)
+
+        def pragmas(dbapi_connection: Any, record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection, record, millis)
+
+        event.listen(engine.sync_engine, "connect", pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_millis: int = 30000) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_millis)}")
     cursor.close()
     # Take over transaction control from the driver so that SAVEPOINT works (SQLAlchemy docs,
     # "Serializable isolation / Savepoints / Transactional DDL" for pysqlite/aiosqlite).

@@ -432,6 +432,8 @@ class FakeTelegramServer:
         self.commands: dict[tuple[str, str], list[JsonDict]] = {}  # (scope, lang) -> commands
         self.internal_errors: list[BaseException] = []  # bugs in the fake itself
         self.get_updates_calls = 0
+        self.conflicts = 0  # long polls ended by a newer getUpdates (two pollers at once)
+        self.injected: dict[int, JsonDict] = {}  # update_id -> the update as first queued
 
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -827,6 +829,11 @@ class FakeTelegramServer:
                 self._chats.setdefault(value["chat"]["id"], dict(value["chat"]))
         return self._enqueue(update, update_id)
 
+    def redeliver(self, update_id: int) -> int:
+        """Queue an already injected update again, with the same update_id (Telegram may
+        deliver an update twice, e.g. when the bot died before confirming it)."""
+        return self.inject_raw(self.injected[update_id])
+
     # ------------------------------------------------------------------ HTTP layer
 
     async def _handle_api(self, request: web.Request) -> web.Response:
@@ -1002,6 +1009,7 @@ class FakeTelegramServer:
             finally:
                 self._waiting_polls -= 1
             if generation != self._poll_generation and not self._closing:
+                self.conflicts += 1
                 return self._error_response(_ApiError(409, _DEFAULT_ERRORS[409]))
             if (window_error := self._window_error("getUpdates")) is not None:
                 return self._fail(SentRecord("getUpdates", params), window_error)
@@ -1045,6 +1053,7 @@ class FakeTelegramServer:
             update_id = self._last_update_id
         else:
             self._last_update_id = max(self._last_update_id, update_id)
+        self.injected.setdefault(update_id, copy.deepcopy({"update_id": update_id, **update}))
         self._pending.append(_Pending({"update_id": update_id, **update}))
         self._wake_pollers()
         return update_id
