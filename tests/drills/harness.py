@@ -113,6 +113,13 @@ class McuProcess:
                 self.process.send_signal(signal.SIGKILL)
             await self.process.wait()
 
+    def kill_now(self) -> None:
+        """SIGKILL from synchronous code (a fake server's hook); `kill()` reaps it later."""
+        if self.alive:
+            assert self.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
+
     async def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM and wait; SIGKILL if it does not stop in time."""
         if not self.alive:
@@ -278,13 +285,29 @@ def activity(drill: Drill) -> tuple[int, ...]:
     return counts
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 30,
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 30,
                      what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout}s")
         await asyncio.sleep(0.02)
+
+
+def in_order(bodies: list[str], marks: Iterable[str]) -> bool:
+    """Do the bot's messages show these marks one after the other (each after the last)?"""
+    at = 0
+    for mark in marks:
+        found = next((i for i in range(at, len(bodies)) if mark in bodies[i]), None)
+        if found is None:
+            return False
+        at = found + 1
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -254,6 +254,7 @@ class _FailRule:
     retry_after: int
     remaining: int
     description: str | None
+    chat_id: int | str | None = None  # None: any chat
 
     def error(self) -> _ApiError:
         if self.status == HTTPStatus.TOO_MANY_REQUESTS:
@@ -450,6 +451,8 @@ class FakeTelegramServer:
 
         self._fail_rules: list[_FailRule] = []
         self._fail_windows: list[FailWindow] = []
+        self._sent_callbacks: list[Callable[[SentRecord], None]] = []
+        self._poll_callbacks: list[Callable[[JsonDict], None]] = []
         self._blocked: set[int | str] = set()
 
         self._files_by_id: dict[str, _StoredFile] = {}
@@ -612,13 +615,27 @@ class FakeTelegramServer:
         retry_after: int = 1,
         times: int = 1,
         description: str | None = None,
+        chat_id: int | str | None = None,
     ) -> None:
         """Answer the next ``times`` calls with an error.
 
         ``method=None`` matches any method except getUpdates (the poller would
-        otherwise swallow the failure at random).
+        otherwise swallow the failure at random); ``chat_id`` narrows the rule to
+        calls for that chat.
         """
-        self._fail_rules.append(_FailRule(method, status, retry_after, times, description))
+        self._fail_rules.append(
+            _FailRule(method, status, retry_after, times, description, chat_id)
+        )
+
+    def on_get_updates(self, callback: Callable[[JsonDict], None]) -> None:
+        """Call ``callback(params)`` when a getUpdates request arrives, before it confirms
+        anything (its ``offset`` says which updates the bot considers handled)."""
+        self._poll_callbacks.append(callback)
+
+    def on_sent(self, callback: Callable[[SentRecord], None]) -> None:
+        """Call ``callback(record)`` right after each successful call is recorded, before the
+        bot gets its answer: a test can arm a failure exactly between two calls."""
+        self._sent_callbacks.append(callback)
 
     def fail_for(
         self,
@@ -860,7 +877,7 @@ class FakeTelegramServer:
                 raise _ApiError(404, "Not Found: method not found")
             error = (
                 self._window_error(method)
-                or self._take_fail_rule(method)
+                or self._take_fail_rule(method, record.chat_id)
                 or self._blocked_error(method, record)
             )
             if error is not None:
@@ -873,6 +890,8 @@ class FakeTelegramServer:
             return self._fail(record, _ApiError(500, f"Internal Server Error: fake bug: {exc!r}"))
         record.result = result
         self.sent.append(record)
+        for callback in list(self._sent_callbacks):
+            callback(record)
         self._notify_activity()
         return web.json_response({"ok": True, "result": result})
 
@@ -944,11 +963,13 @@ class FakeTelegramServer:
             callback_query_id=params.get("callback_query_id"),
         )
 
-    def _take_fail_rule(self, method: str) -> _ApiError | None:
+    def _take_fail_rule(self, method: str, chat_id: int | str | None = None) -> _ApiError | None:
         for rule in self._fail_rules:
             if rule.method is None and method == "getUpdates":
                 continue
             if rule.method is not None and rule.method.lower() != method.lower():
+                continue
+            if rule.chat_id is not None and rule.chat_id != chat_id:
                 continue
             rule.remaining -= 1
             if rule.remaining <= 0:
@@ -978,6 +999,8 @@ class FakeTelegramServer:
 
     async def _get_updates(self, params: JsonDict) -> web.Response:
         self.get_updates_calls += 1
+        for callback in list(self._poll_callbacks):
+            callback(params)
         # A newer getUpdates terminates an older parked one with 409, like Telegram.
         self._poll_generation += 1
         generation = self._poll_generation
