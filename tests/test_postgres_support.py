@@ -123,3 +123,26 @@ def test_context_manager_leaves_nothing_behind() -> None:
     assert not base_dir.exists()
     # The postmaster was our (runuser's) child and has been reaped: no zombie left.
     assert not os.path.exists(f"/proc/{pid}")
+
+
+async def test_halt_and_resume_keep_the_data_and_the_port() -> None:
+    server = PostgresServer()
+    server.start()
+    try:
+        url = server.create_database("halt_resume")
+        port = server.port
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE kept (id int)"))
+            await conn.execute(text("INSERT INTO kept VALUES (1)"))
+        await engine.dispose()
+        server.halt()  # a fast shutdown: committed data survives even without fsync
+        assert not server.running
+        server.resume()
+        assert server.running and server.port == port
+        engine = create_async_engine(url)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT id FROM kept"))).scalar_one() == 1
+        await engine.dispose()
+    finally:
+        server.stop()

@@ -444,6 +444,31 @@ class PostgresServer:
             self._running = False
             atexit.unregister(self.stop)
 
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server but keep its data directory and port, so that ``resume()`` brings
+        the same cluster back. ``fast``: an administrator's restart (sessions are cut, all
+        committed data kept); ``immediate``: a crash (with this class's default
+        ``synchronous_commit=off`` the last commits may be lost; pass
+        ``settings={"synchronous_commit": "on"}`` to keep them)."""
+        if not self._running:
+            return
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"unknown pg_ctl stop mode {mode!r}")
+        self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w",
+                  "-t", str(START_TIMEOUT), check=False)  # fmt: skip
+        self._kill_postgres()
+        self._running = False
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port (crash recovery runs as usual)."""
+        if self._running:
+            return
+        if self.base_dir is None or self.port is None:
+            raise RuntimeError("resume() needs a server that was started and then halted")
+        self._spawn_postgres()
+        self._wait_until_ready()
+        self._running = True
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 
