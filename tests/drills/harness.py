@@ -48,10 +48,6 @@ VK_TOKEN = "vk-drill-token"
 TG_TOKEN = "4242:DRILL"
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)  # storage keeps naive UTC
-
-
 # ---------------------------------------------------------------------------------------------
 # Processes
 
@@ -224,7 +220,7 @@ class Drill:
 
     async def outbox_busy(self, horizon: float = 60) -> bool:
         """Is there an outbox row that is still to be delivered within `horizon` seconds?"""
-        soon = now_utc() + timedelta(seconds=horizon)
+        soon = datetime.now(UTC) + timedelta(seconds=horizon)  # the models give aware UTC
         return any(row.status == "pending" and max(row.next_attempt_at, row.not_before) <= soon
                    for row in await self.outbox())
 
