@@ -346,6 +346,32 @@ async def walk_report(tg: FakeTelegramServer, user_id: int, text: str, *,
                           since=mark, timeout=timeout)
 
 
+def vk_report_update(vk: FakeVKServer, user_id: int, text: str, step: str) -> str:
+    """Inject one step of the report in VK; returns the update's event_id."""
+    if step == "start":
+        return vk.user_message(user_id, "Начать", payload={"command": "start"})
+    if step == "text":
+        return vk.user_message(user_id, text)
+    payload = {"consent": "consent:yes", "topic": f"topic:{TOPIC}", "photos": "photos:skip",
+               "place": "place:skip", "confirm": "confirm:send"}[step]
+    callback_id = vk.press_callback(user_id, {"p": payload})
+    return str(vk.update(callback_id)["event_id"])
+
+
+def vk_texts_to(vk: FakeVKServer, peer_id: int) -> list[str]:
+    return [r.text or "" for r in vk.messages_to(peer_id)]
+
+
+async def vk_walk_report(vk: FakeVKServer, user_id: int, text: str, *,
+                         steps: Iterable[str] = REPORT_STEPS, timeout: float = 30) -> None:
+    for step in steps:
+        mark = len(vk.sent)
+        vk_report_update(vk, user_id, text, step)
+        answer = STEP_ANSWERS[step]
+        await vk.wait_for(lambda r, a=answer: r.peer_id == user_id and a in (r.text or ""),
+                          timeout=timeout, after=mark)
+
+
 def interleave(*sequences: list[Callable[[], int]]) -> list[int]:
     """Round-robin over several citizens' steps: they all type at once."""
     ids: list[int] = []

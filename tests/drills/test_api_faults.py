@@ -6,6 +6,8 @@ a while, then asserts what the fake servers and the database show.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -15,6 +17,8 @@ from tests.drills.harness import (
     CARD_LEAD,
     NUMBER_MARK,
     REPORT_STEPS,
+    VK_GROUP,
+    VK_TOKEN,
     Drill,
     bodies_to,
     duplicates,
@@ -25,9 +29,14 @@ from tests.drills.harness import (
     settle,
     stale_answers,
     step_makers,
+    vk_duplicates,
+    vk_report_update,
+    vk_texts_to,
+    vk_walk_report,
     walk_report,
 )
 from tests.fakes.telegram_api import FakeTelegramServer
+from tests.fakes.vk_api import FakeVKServer
 
 HEAD = 9001
 CITIZENS = [(7100 + i, f"Не горит фонарь у дома {i} по улице Ленина, темно уже неделю")
@@ -144,3 +153,37 @@ async def test_drill_403_from_a_citizen_who_blocked_the_bot(
     assert says_blocked, card.body
     assert attempts <= len(rows) and later_attempts == attempts
     assert NUMBER_MARK in "\n".join(bodies_to(tg, user))
+
+
+async def test_drill_vk_error_6_on_every_method(
+        tmp_path: Path, tg: FakeTelegramServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """VK answers error 6 (too many requests) to every method for a while, from the moment
+    a VK citizen pressed «Отправить»: after the pause the number is delivered, once."""
+    user = 7801
+    text = "Не горит фонарь у дома 11 по улице Ленина, темно уже неделю"
+    async with FakeVKServer(group_id=VK_GROUP, token=VK_TOKEN) as vk:
+        drill = Drill(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'drill.sqlite3'}",
+                      tg=tg, vk=vk)
+        try:
+            await drill.migrate()
+            await drill.run()
+            await vk.wait_for_poller(timeout=30)
+            await drill.join_staff(HEAD)
+            await vk_walk_report(vk, user, text, steps=REPORT_STEPS[:6])
+            window = vk.fail_for(min(OUTAGE, 5), code=6)
+            vk_report_update(vk, user, text, "confirm")
+
+            def numbers() -> int:
+                return sum(NUMBER_MARK in t for t in vk_texts_to(vk, user))
+
+            done = await settle(drill, lambda: numbers() >= 1 and not window.active(),
+                                timeout=90)
+            await settle(drill, lambda: False, timeout=8, quiet=4)  # anything twice?
+            registered = await drill.items_with_text(text)
+            figure(capsys, f"VK error 6 on every method for {window.duration:.0f} s "
+                           f"({window.failures} calls refused): {registered} report(s) "
+                           f"registered, number delivered {numbers()} time(s), "
+                           f"{vk_duplicates(vk)} duplicates")
+            assert (registered, numbers(), vk_duplicates(vk)) == (1, 1, 0), (done, drill.logs())
+        finally:
+            await drill.close()
