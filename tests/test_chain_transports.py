@@ -21,8 +21,7 @@ The two chains:
 Before delegating, the head opens a fresh card with `/task NUMBER`: the buttons under the
 question were drawn while the item waited for the citizen.
 
-Then the abuse probes: forged callbacks from citizens, another block's head and a foreign
-executor, and `/bind_summary_group` from a non-chairman; each is refused and changes nothing.
+The abuse probes use this harness too: tests/drills/test_probes.py.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.settings import Settings
 from bot.telegram import TelegramTransport
@@ -50,9 +49,6 @@ from handlers.staff.invites import create_invite
 from scheduler.limits import Limits, RateLimiter
 from scheduler.outbox import OutboxSender
 from storage.models import (
-    Account,
-    DialogState,
-    GroupBinding,
     Item,
     ItemEvent,
     OutboxMessage,
@@ -510,77 +506,3 @@ async def test_question_to_the_citizen_names_the_item(chain: Chain) -> None:
     await chain.deliver()
     [question] = citizen.since(mark)
     assert question.text.startswith(f"Вопрос по сообщению № {NUMBER}\n"), question.text
-
-
-# ---------------------------------------------------------------------------------------------
-# Abuse probes
-
-
-async def snapshot(services: Services) -> tuple[Any, ...]:
-    """Everything a successful action would change."""
-    async with services.sessions() as session:
-        current = await session.scalar(select(Item).where(Item.number == NUMBER))
-        assert current is not None
-        counts = [await session.scalar(select(func.count()).select_from(model))
-                  for model in (ItemEvent, OutboxMessage, GroupBinding)]
-        # A new account starts idle; any other dialog state is somebody mid-action.
-        busy = (await session.execute(select(DialogState.account_id, DialogState.state)
-                                      .where(DialogState.state != "idle")
-                                      .order_by(DialogState.account_id))).all()
-    return (current.status, current.block_id, current.taken_by_id, current.executor_id,
-            current.answer_text, current.draft_answer_text, *counts, [tuple(r) for r in busy])
-
-
-async def test_abuse_probes_over_the_transports(chain: Chain,
-                                                caplog: pytest.LogCaptureFixture) -> None:
-    services = chain.services
-    head = TgPerson(chain, 1001, "Начальник отдела ЖКХ")
-    stranger = TgPerson(chain, 1010, "Начальник отдела образования")
-    executor = VkPerson(chain, 2102, "Инженер Сидоров")
-    await chain.join(head, "head", "housing")
-    stranger_id = await chain.join(stranger, "head", "education")
-    executor_id = await chain.join(executor, "executor", "housing")
-    citizen = TgPerson(chain, 501, "Анна")
-    await report(citizen)
-    await chain.deliver()
-    item_id = (await item(services)).id
-    before = await snapshot(services)
-    caplog.set_level(logging.WARNING, logger="mcu.authz")
-
-    # 1. A citizen injects a callback «Ответить» with the item's id: in Telegram, and in VK.
-    replies = await citizen.press(f"s:answer:{item_id}")
-    assert joined(replies) == REFUSED and citizen.notice == REFUSED
-    vk_citizen = VkPerson(chain, 2001, "Анна Петрова")
-    replies = await vk_citizen.press(f"s:answer:{item_id}")
-    assert joined(replies) == REFUSED and vk_citizen.notice == REFUSED
-
-    # 2. The head of another block presses «Взять в работу» with this block's item id.
-    replies = await stranger.press(f"s:take:{item_id}")
-    assert joined(replies) == REFUSED and stranger.notice == REFUSED
-    await stranger.say(f"/task {NUMBER}")
-    assert REPORT_TEXT not in stranger.texts()
-
-    # 3. An executor acts on an item that is not theirs (it was never assigned to them).
-    for op in ("take", "answer", "approve"):
-        replies = await executor.press(f"s:{op}:{item_id}")
-        assert joined(replies) == REFUSED and executor.notice == REFUSED
-
-    # 4. A non-chairman sends /bind_summary_group in a group chat: the head in a Telegram
-    #    group, the citizen in a VK chat.
-    assert [m.text for m in await head.in_group("/bind_summary_group")] == [CHAIRMAN_ONLY]
-    assert [m.text for m in await vk_citizen.in_group("/bind_summary_group")] == [CHAIRMAN_ONLY]
-
-    # Nothing changed: the item, its history, the outbox, the bindings, the dialogs.
-    assert await snapshot(services) == before
-    assert await chain.deliver() == 0
-    # Refusals are logged with the actor's id and without any message text.
-    refusals = [r.getMessage() for r in caplog.records if r.name == "mcu.authz"]
-    assert any(f"by staff {stranger_id} on item {item_id}" in m for m in refusals), refusals
-    assert any(f"by staff {executor_id} on item {item_id}" in m for m in refusals), refusals
-    assert any("bind_summary_group by staff" in m for m in refusals), refusals
-    assert sum("by staff None" in m for m in refusals) >= 3, refusals  # two citizens, one chat
-    assert not any(REPORT_TEXT in m for m in refusals)
-    async with services.sessions() as session:
-        accounts = (await session.scalars(select(Account).where(Account.staff_id.is_not(None))
-                                          )).all()
-    assert len(accounts) == 3  # nobody became staff by pressing staff buttons

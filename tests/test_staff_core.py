@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from handlers.staff.invites import create_invite
 from storage.models import Account, GroupBinding, Item, ItemEvent, OutboxMessage
 from tests.support.chat import ChatClient, join_as
 
@@ -184,47 +183,6 @@ async def test_rework_by_the_chairman(core, services, head, chairman, citizen):
     current = await item(services)
     assert current.status == "rework" and current.answer_due == due
     assert "не по существу" in texts(await outbox_to(services, "1001"))
-
-
-async def test_abuse_probes(core, services, head, executor, citizen):
-    await report(citizen)
-    number = (await item(services)).id
-    # A citizen presses a forged «Ответить».
-    await citizen.press(f"s:answer:{number}")
-    assert "недоступно" in citizen.texts()
-    # The head of another block acts on this item.
-    stranger = await join_as(core, "head", "education", user_id="2001")
-    await stranger.press(f"s:take:{number}")
-    assert "недоступно" in stranger.texts()
-    # An executor acts on an item that is not theirs.
-    await executor.press(f"s:take:{number}")
-    await executor.press(f"s:answer:{number}")
-    assert "недоступно" in executor.texts()
-    assert (await item(services)).status == "assigned"
-    # Garbage and out-of-range payloads.
-    for payload in ("s:take:999999", "s:take:abc", "s", "s:assign_to:1:1", "zzz"):
-        await head.press(payload)
-    assert (await item(services)).status == "assigned"
-
-
-async def test_invite_twice_or_expired(core, services, clock):
-    async with services.sessions() as session, session.begin():
-        invite = await create_invite(session, services.org, "executor", "housing", None,
-                                     services.now())
-        old = await create_invite(session, services.org, "executor", "housing", None,
-                                  services.now())
-    first = ChatClient(core, user_id="3001")
-    await first.send(f"/start {invite.code}")
-    assert "Добро пожаловать" in first.texts()
-    second = ChatClient(core, user_id="3002")
-    await second.send(f"/start {invite.code}")
-    assert "уже использован" in second.texts()
-    clock.advance(hours=73)
-    third = ChatClient(core, user_id="3003", platform="vk")
-    await third.send(f"/start {old.code}")
-    assert "истёк" in third.texts()
-    await third.send("/start nonsense-code")
-    assert "не найден" in third.texts()
 
 
 async def test_group_bindings(core, services, head, chairman, citizen):

@@ -10,6 +10,7 @@ import pytest
 
 from tests.drills.harness import Drill
 from tests.fakes.telegram_api import FakeTelegramServer
+from tests.test_chain_transports import chain  # noqa: F401  (the probes' transport fixture)
 
 # How long the "Bot API down" windows last. The issue's figure is 30 s; the default keeps the
 # drills folder short. MCU_DRILL_OUTAGE_SECONDS=30 reproduces the issue exactly.
