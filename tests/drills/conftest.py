@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.drills.harness import Drill
+from tests.drills.harness import VK_GROUP, VK_TOKEN, Drill
 from tests.fakes.telegram_api import FakeTelegramServer
+from tests.fakes.vk_api import FakeVKServer
 from tests.test_chain_transports import chain  # noqa: F401  (the probes' transport fixture)
 
 # How long the "Bot API down" windows last. The issue's figure is 30 s; the default keeps the
@@ -20,6 +21,13 @@ OUTAGE = float(os.environ.get("MCU_DRILL_OUTAGE_SECONDS", "8"))
 @pytest.fixture
 async def tg() -> AsyncIterator[FakeTelegramServer]:
     async with FakeTelegramServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def vk() -> AsyncIterator[FakeVKServer]:
+    """A fake VK community; a drill that wants it sets `drill.vk = vk` before `drill.run()`."""
+    async with FakeVKServer(group_id=VK_GROUP, token=VK_TOKEN) as server:
         yield server
 
 

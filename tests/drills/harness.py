@@ -311,6 +311,9 @@ def in_order(bodies: list[str], marks: Iterable[str]) -> bool:
 
 TOPIC = "energy"  # «Энергетика» → the housing block (its head receives the card)
 REPORT_STEPS = ("start", "consent", "text", "topic", "photos", "place", "confirm")
+# The same report with the address typed instead of «Пропустить» at the place step.
+TYPED_ADDRESS_STEPS = ("start", "consent", "text", "topic", "photos", "address", "confirm")
+ADDRESS = "ул. Ленина, д. 5, у второго подъезда"
 
 
 def report_updates(tg: FakeTelegramServer, user_id: int, text: str, *,
@@ -324,6 +327,7 @@ def report_updates(tg: FakeTelegramServer, user_id: int, text: str, *,
         "topic": lambda: tg.press_button(user_id, f"topic:{TOPIC}"),
         "photos": lambda: tg.press_button(user_id, "photos:skip"),
         "place": lambda: tg.press_button(user_id, "place:skip"),
+        "address": lambda: tg.user_message(user_id, ADDRESS, first_name=first_name),
         "confirm": lambda: tg.press_button(user_id, "confirm:send"),
     }
     return [make[step]() for step in steps]
@@ -332,7 +336,7 @@ def report_updates(tg: FakeTelegramServer, user_id: int, text: str, *,
 # What the bot answers to each step of the report (a substring of its message).
 STEP_ANSWERS = {"start": "согласие", "consent": "согласие записано", "text": "тематику",
                 "topic": "фото", "photos": "Где это", "place": "Проверьте",
-                "confirm": NUMBER_MARK}
+                "address": "Проверьте", "confirm": NUMBER_MARK}
 
 
 async def walk_report(tg: FakeTelegramServer, user_id: int, text: str, *,

@@ -10,6 +10,7 @@ import pytest
 
 from tests.drills.harness import (
     CARD_LEAD,
+    NUMBER_MARK,
     REPORT_STEPS,
     STEP_ANSWERS,
     Drill,
@@ -22,12 +23,17 @@ from tests.drills.harness import (
     report_updates,
     settle,
     stale_answers,
+    vk_duplicates,
+    vk_texts_to,
+    vk_walk_report,
     walk_report,
 )
 from tests.fakes.telegram_api import FakeTelegramServer
+from tests.fakes.vk_api import FakeVKServer
 
 HEAD = 9001
 TEXT = "Не горит фонарь у дома 3 по улице Советской, темно уже неделю"
+DIALOG = [STEP_ANSWERS[step] for step in REPORT_STEPS]  # the bot's answers, in order
 PLACE_PROMPT = STEP_ANSWERS["photos"]  # «Где это?», the answer to «Пропустить» under photos
 
 
@@ -118,28 +124,43 @@ async def test_drill_the_same_update_twice(
 
 
 async def test_drill_two_run_processes_and_a_scheduler_on_one_database(
-        drill: Drill, tg: FakeTelegramServer, capsys: pytest.CaptureFixture[str]) -> None:
-    """Two `mcu run` and one `mcu scheduler` share the database; three citizens report at the
-    same time. Only one process polls Telegram at a time (no 409 conflict); nothing is lost,
-    nothing is sent twice, each citizen sees the dialog in order."""
+        drill: Drill, tg: FakeTelegramServer, vk: FakeVKServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Two `mcu run` (Telegram and VK) and one `mcu scheduler` share the database; three
+    Telegram citizens and one VK citizen report at the same time. Only one process polls
+    Telegram at a time (no 409 conflict); nothing is lost, nothing is sent twice, each citizen
+    sees the dialog in order."""
+    drill.vk = vk
     await drill.run("run-a")
     await drill.run("run-b")
     await drill.scheduler()
+    await vk.wait_for_poller(timeout=30)
     await drill.join_staff(HEAD)
     citizens = [(7400 + i, f"Не горит фонарь у дома {i} по улице Победы, темно") for i in (1, 2, 3)]
+    vk_user, vk_text = 7404, "Не горит фонарь у дома 4 по улице Победы, темно"
     walks = await asyncio.gather(*(walk_report(tg, user, text, timeout=45)
-                                   for user, text in citizens), return_exceptions=True)
-    await settle(drill, lambda: sum(CARD_LEAD in b for b in bodies_to(tg, HEAD)) >= 3,
+                                   for user, text in citizens),
+                                 vk_walk_report(vk, vk_user, vk_text, timeout=45),
+                                 return_exceptions=True)
+    await settle(drill, lambda: sum(CARD_LEAD in b for b in bodies_to(tg, HEAD)) >= 4,
                  timeout=60)
+    await settle(drill, lambda: False, timeout=8, quiet=4)  # would anything come twice?
+    vk_texts = vk_texts_to(vk, vk_user)
+    vk_ok = (await drill.items_with_text(vk_text) == 1
+             and sum(NUMBER_MARK in t for t in vk_texts) == 1
+             and in_order(vk_texts, DIALOG) and vk_duplicates(vk) == 0)
     registered = sum([await drill.items_with_text(text) == 1 for _, text in citizens])
     numbers = sum(numbers_to(tg, user) == 1 for user, _ in citizens)
-    ordered = sum(in_order(bodies_to(tg, user), STEP_ANSWERS.values()) for user, _ in citizens)
+    ordered = sum(in_order(bodies_to(tg, user), DIALOG) for user, _ in citizens)
     cards = sum(CARD_LEAD in b for b in bodies_to(tg, HEAD))
     dups = duplicates(tg, [user for user, _ in citizens] + [HEAD])
     lost = sum(isinstance(w, BaseException) for w in walks)
-    figure(capsys, f"2 × mcu run + mcu scheduler: {registered}/3 registered, {numbers}/3 "
-                   f"numbers, {cards}/3 cards, {ordered}/3 dialogs in order, {lost} dialogs "
-                   f"stuck, {dups} duplicates, {tg.conflicts} getUpdates conflicts (409)")
-    assert (registered, numbers, cards, ordered, lost, dups) == (3, 3, 3, 3, 0, 0), (
+    figure(capsys, f"2 × mcu run + mcu scheduler: Telegram {registered}/3 registered, "
+                   f"{numbers}/3 numbers, {ordered}/3 dialogs in order; VK citizen complete, "
+                   f"once, in order: {vk_ok}; {cards}/4 cards; {lost} dialogs stuck, "
+                   f"{dups + vk_duplicates(vk)} duplicates, {tg.conflicts} getUpdates "
+                   f"conflicts (409)")
+    assert (registered, numbers, cards, ordered, lost, dups) == (3, 3, 4, 3, 0, 0), (
         walks, drill.logs())
+    assert vk_ok, (vk_texts, drill.logs())
     assert tg.conflicts == 0, "two processes polled Telegram at the same time"
