@@ -23,6 +23,7 @@ from tests.drills.harness import (
     figure,
     interleave,
     numbers_to,
+    polling,
     settle,
     stale_answers,
     step_makers,
@@ -61,7 +62,7 @@ async def test_drill_bot_api_500_on_every_method_while_citizens_type_ahead(
     """
     await drill.run()
     await drill.join_staff(HEAD)
-    await tg.wait_polling()
+    await polling(tg)
     # Citizens 2 and 4 type an address instead of skipping the place.
     steps = [TYPED_ADDRESS_STEPS if i % 2 else REPORT_STEPS for i in range(len(CITIZENS))]
     batch = interleave(*(step_makers(tg, user, text, steps[i] if i < 2 else steps[i][:3])
@@ -88,7 +89,7 @@ async def test_drill_429_with_retry_after_on_every_method(
     citizens = CITIZENS[:3]
     await drill.run()
     await drill.join_staff(HEAD)
-    await tg.wait_polling()
+    await polling(tg)
     batch = interleave(*(step_makers(tg, user, text) for user, text in citizens))
     window = tg.fail_for(min(OUTAGE, 6), status=429, retry_after=2, once_delivered=batch)
     await eventually(lambda: window.started, 30, "the bot took the batch")
@@ -142,7 +143,8 @@ async def test_drill_403_from_a_citizen_who_blocked_the_bot(
                              since=mark, timeout=30)
     await settle(drill, lambda: False, timeout=6, quiet=3)  # would anything be retried?
     later_attempts = sum(1 for r in tg.failed if r.chat_id == user)
-    says_blocked = "заблокировал бота" in "\n".join(bodies_to(tg, HEAD)[-3:])
+    says_blocked = any("заблокировал бота" in (r.body or "") for r in tg.sent[mark:]
+                       if r.chat_id == HEAD)
     undeliverable = sum(r.status == "undeliverable" for r in rows)
     figure(capsys, f"403 from a citizen: {undeliverable} row(s) undeliverable after "
                    f"{attempts} attempt(s), account marked: {account.blocked_bot_at is not None}, "

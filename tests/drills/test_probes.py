@@ -30,7 +30,7 @@ from storage.models import (
     OutboxMessage,
     Staff,
 )
-from tests.drills.harness import Drill, figure, numbers_to
+from tests.drills.harness import Drill, figure, numbers_to, polling
 from tests.fakes.telegram_api import FakeTelegramServer
 from tests.support.chat import ChatClient
 from tests.test_chain_transports import (
@@ -312,7 +312,7 @@ async def test_probe_flood_of_100_messages_per_second(
     the same time. Each of them is answered within 1 s; the flooder is told to slow down."""
     await drill.run()
     flooder, others = 6001, [6101, 6102, 6103]
-    await tg.wait_polling()
+    await polling(tg)
     started: dict[int, float] = {}
     for n in range(100):
         tg.user_message(flooder, f"сообщение {n}", first_name="Флудер")

@@ -20,6 +20,7 @@ from tests.drills.harness import (
     figure,
     in_order,
     numbers_to,
+    polling_resumed,
     report_updates,
     settle,
     stale_answers,
@@ -66,7 +67,9 @@ async def test_drill_sigkill_mid_dialog_and_right_after_confirm(
         await eventually(lambda: confirmed, 5, "the bot confirmed «Пропустить»")
     confirmed = True  # no more kills from the hook
     await run.kill()
+    calls = tg.get_updates_calls
     await run.start()
+    await polling_resumed(tg, calls)
     continued = await settle(drill, lambda: any(PLACE_PROMPT in b for b in bodies_to(tg, user)),
                              timeout=60)
     place_prompts = sum(PLACE_PROMPT in b for b in bodies_to(tg, user))
@@ -86,7 +89,9 @@ async def test_drill_sigkill_mid_dialog_and_right_after_confirm(
     await run.kill()
     numbers_before_restart = numbers_to(tg, user)
     outage.end()
+    calls = tg.get_updates_calls
     await run.start()
+    await polling_resumed(tg, calls)
     await settle(drill, lambda: numbers_to(tg, user) >= 1, timeout=60)
     items, numbers = await drill.items_with_text(TEXT), numbers_to(tg, user)
     figure(capsys, f"SIGKILL right after confirm (number not yet delivered: "
