@@ -103,29 +103,36 @@ async def test_drill_sigkill_mid_dialog_and_right_after_confirm(
 
 async def test_drill_the_same_update_twice(
         drill: Drill, tg: FakeTelegramServer, capsys: pytest.CaptureFixture[str]) -> None:
-    """Every update of a whole report is delivered a second time (same update_id) after the
-    bot answered it: each is handled once."""
-    user = 7301
+    """1. Every update of a whole report is delivered a second time (same update_id) after
+    the bot answered it. 2. Another citizen's «Отправить» arrives twice in the same batch.
+    Each update is handled once."""
+    user, second, second_text = 7301, 7302, TEXT.replace("дома 3", "дома 4")
     await drill.run()
     await drill.join_staff(HEAD)
     for step in REPORT_STEPS:
         [update_id] = report_updates(tg, user, TEXT, steps=[step])
-        mark = len(tg.sent)
         await tg.wait_for(lambda r, a=STEP_ANSWERS[step]: r.chat_id == user
                           and a in (r.body or ""), timeout=30)
         tg.redeliver(update_id)
         await eventually(lambda u=update_id: tg.delivered.count(u) >= 2, 30,
                          "the duplicate was taken")
-        del mark
+
+    await walk_report(tg, second, second_text, steps=REPORT_STEPS[:6])
+    [confirm] = report_updates(tg, second, second_text, steps=["confirm"])
+    tg.redeliver(confirm)  # both copies wait in the same batch
+    await settle(drill, lambda: numbers_to(tg, second) >= 1, timeout=30)
     await settle(drill, lambda: False, timeout=20, quiet=4)  # let any double handling show
-    items, numbers = await drill.items_with_text(TEXT), numbers_to(tg, user)
+
+    items = (await drill.items_with_text(TEXT), await drill.items_with_text(second_text))
+    numbers = (numbers_to(tg, user), numbers_to(tg, second))
     cards = sum(CARD_LEAD in b for b in bodies_to(tg, HEAD))
-    dups, stale = duplicates(tg, [user, HEAD]), stale_answers(tg)
+    dups, stale = duplicates(tg, [user, second, HEAD]), stale_answers(tg)
     redelivered = sum(tg.delivered.count(u) >= 2 for u in set(tg.delivered))
-    figure(capsys, f"the same update twice ({redelivered} updates delivered twice): "
-                   f"{items} report(s), {numbers} number(s), {cards} card(s), "
-                   f"{stale} stale-button answers, {dups} duplicates")
-    assert (items, numbers, cards, stale, dups) == (1, 1, 1, 0, 0), drill.logs()
+    figure(capsys, f"the same update twice ({redelivered} updates delivered twice, one of them "
+                   f"in the same batch): reports {items[0]} + {items[1]}, numbers "
+                   f"{numbers[0]} + {numbers[1]}, {cards} cards, {stale} stale-button answers, "
+                   f"{dups} duplicates")
+    assert (items, numbers, cards, stale, dups) == ((1, 1), (1, 1), 2, 0, 0), drill.logs()
 
 
 async def test_drill_two_run_processes_and_a_scheduler_on_one_database(
