@@ -223,7 +223,7 @@ class Drill:
                 query = query.where(OutboxMessage.chat_id == str(chat_id))
             return list((await session.scalars(query)).all())
 
-    async def outbox_busy(self, horizon: float = 60) -> bool:
+    async def outbox_busy(self, horizon: float = 90) -> bool:
         """Is there an outbox row that is still to be delivered within `horizon` seconds?"""
         soon = datetime.now(UTC) + timedelta(seconds=horizon)  # the models give aware UTC
         return any(row.status == "pending" and max(row.next_attempt_at, row.not_before) <= soon
@@ -255,7 +255,7 @@ class Drill:
 async def settle(drill: Drill, done: Callable[[], Awaitable[bool] | bool], *,
                  timeout: float = 90, quiet: float = 15) -> bool:
     """Wait until `done()` holds; give up when nothing has happened for `quiet` seconds
-    (no call reached the fakes, no outbox row is due within a minute) or after `timeout`.
+    (no call reached the fakes, no outbox row is due within 90 s) or after `timeout`.
     Returns whether `done()` held: a drill then asserts and prints what it observed."""
     deadline = time.monotonic() + timeout
     last_activity, last_seen = time.monotonic(), activity(drill)
