@@ -103,10 +103,16 @@ async def test_probe_forged_staff_callback_from_a_non_staff_user(
     """Citizens (Telegram and VK) press staff buttons they were never shown, with real and
     garbage ids, and send a chairman's command in a group: refused, nothing changes, the
     refusal is logged without any message text."""
-    await head_and_report(chain)
-    item_id = (await item(chain.services)).id
+    head, item_id = await head_and_report(chain)
     before = await snapshot(chain.services)
     caplog.set_level(logging.WARNING, logger="mcu.authz")
+
+    # Garbage forged by a real staff member: unknown ids, non-numbers, missing parts, an id
+    # past 2**63 (no OverflowError), unknown verbs. Nothing changes.
+    for payload in ("s:take:999999", "s:take:abc", "s", "s:assign_to:1:1",
+                    f"s:take:{2**63 + 1}", f"s:answer:-{2**64}", "zzz"):
+        await head.press(payload)
+    assert await snapshot(chain.services) == before
 
     tg_citizen = TgPerson(chain, 501, "Анна")
     vk_citizen = VkPerson(chain, 2001, "Анна Петрова")
@@ -190,7 +196,8 @@ async def test_probe_citizen_reading_anothers_item(chain: Chain) -> None:
 
     seen: list[str] = []
     for payload in (f"my:{item_id}", f"comment:{item_id}", f"clarify:{item_id}",
-                    f"poll:{item_id}:yes", f"rate:{item_id}:5", f"pollc:{item_id}"):
+                    f"poll:{item_id}:yes", f"rate:{item_id}:5", f"pollc:{item_id}",
+                    f"my:{2**63 + 1}", f"comment:{2**64}", f"rate:{item_id}:{2**63}"):
         seen.append(joined(await other.press(payload)))
     for text in (f"/task {NUMBER}", "/tasks", f"/start {NUMBER}"):
         seen.append(joined(await other.say(text)))
