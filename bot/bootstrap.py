@@ -67,11 +67,11 @@ def build_app(settings: Settings, clock: Clock | None = None) -> App:
     if settings.telegram_enabled:
         from bot.telegram import TelegramTransport
 
-        app.transports["telegram"] = TelegramTransport(settings, core)
+        app.transports["telegram"] = TelegramTransport(settings, core, sender)
     if settings.vk_enabled:
         from bot.vk import VKTransport
 
-        app.transports["vk"] = VKTransport(settings, core)
+        app.transports["vk"] = VKTransport(settings, core, sender)
     sender.transports = app.transports
     return app
 

@@ -264,7 +264,8 @@ async def test_heads_get_one_summary_per_batch_not_a_card_per_item(core, service
     assert (result.created, result.messages) == (25, 6)  # 3 batches × 2 heads
     async with services.sessions() as session:
         texts = (await session.scalars(select(OutboxMessage.payload).where(
-            OutboxMessage.chat_id == "1001").order_by(OutboxMessage.id))).all()
+            OutboxMessage.chat_id == "1001", OutboxMessage.audience != "reply")
+            .order_by(OutboxMessage.id))).all()
     assert len(texts) == 3
     assert texts[0]["text"].startswith("📥 Импорт (ПОС")
     assert "новых — 8" in texts[0]["text"] and "/tasks" in texts[0]["text"]
@@ -292,7 +293,8 @@ async def test_answers_to_imported_items_go_back_for_publication(env, core, serv
     for client, chat in ((operator, "2001"), (coordinator, "3001")):
         async with services.sessions() as session:
             last = await session.scalar(select(OutboxMessage).where(
-                OutboxMessage.chat_id == chat).order_by(OutboxMessage.id.desc()).limit(1))
+                OutboxMessage.chat_id == chat, OutboxMessage.audience != "reply")
+                .order_by(OutboxMessage.id.desc()).limit(1))
         assert "для размещения" in last.payload["text"]
         await client.press(last.payload["buttons"][0][0]["payload"])
         assert "размещённый" in client.texts()

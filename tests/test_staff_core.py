@@ -15,7 +15,8 @@ from tests.support.chat import ChatClient, join_as
 async def outbox_to(services, user_id: str, platform: str = "telegram") -> list[OutboxMessage]:
     async with services.sessions() as session:
         rows = await session.scalars(select(OutboxMessage).where(
-            OutboxMessage.chat_id == user_id, OutboxMessage.platform == platform)
+            OutboxMessage.chat_id == user_id, OutboxMessage.platform == platform,
+            OutboxMessage.audience != "reply")  # notifications, not the replies to own turns
             .order_by(OutboxMessage.id))
         return list(rows.all())
 
@@ -246,7 +247,7 @@ async def test_group_bindings(core, services, head, chairman, citizen):
 
 
 async def test_tasks_list_scoped_and_paginated(core, services, head, chairman, citizen, clock):
-    core.flood.limit = 1000  # one citizen reporting ten times in a row
+    core.services.flood_limit_per_minute = 1000  # one citizen reporting ten times in a row
     for i in range(10):
         await report(citizen, text=f"Проблема с освещением номер {i:02d}")
     education_head = await join_as(core, "head", "education", user_id="2002")

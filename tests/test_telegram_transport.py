@@ -245,11 +245,12 @@ async def test_duplicate_update_is_processed_once(tg: FakeTelegramServer, settin
             "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
         },
     }
-    async with running(settings, core, tg) as (_, processed):
+    async with running(settings, core, tg) as (transport, processed):
         tg.inject_raw(raw)
         tg.inject_raw(raw)
-        await processed.wait(777, times=2)
-    assert tg.delivered.count(777) == 2
+        await processed.wait(777)
+        await transport.drain()
+    assert tg.delivered.count(777) >= 2  # in one batch, or again while the first was handled
     assert len(tg.messages_to(601)) == 1
     assert await count(services, ProcessedUpdate) == 1
 

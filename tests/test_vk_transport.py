@@ -427,8 +427,9 @@ async def test_failed_direct_reply_is_logged_without_text_and_handling_goes_on(
     vk.forbid_peer(USER)
     await user.send("Начать")
     assert user.last == []
-    failures = [r.getMessage() for r in caplog.records if r.name == "bot.vk"]
-    assert failures == [f"VK reply to peer {USER} failed: VK error 901"]
+    failures = [r.getMessage() for r in caplog.records if r.name == "scheduler.outbox"]
+    assert failures == ["delivery of outbox row 1 failed (undeliverable): VK error 901"]
+    assert not any(str(USER) in r.getMessage() for r in caplog.records)
     assert not any("согласие" in r.getMessage() for r in caplog.records)
     vk.allow_peer(USER)
     await user.send("Начать")

@@ -503,7 +503,7 @@ async def cancel_dialog(turn: Turn) -> None:
             select(Attachment).where(Attachment.id.in_(photo_ids),
                                      Attachment.item_id.is_(None)))).all()
         for attachment in attachments:
-            turn.services.files.delete(attachment.path)
+            turn.delete_file_after_commit(attachment.path)
             await turn.session.delete(attachment)
     turn.dialog.reset(turn.now)
 

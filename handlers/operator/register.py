@@ -70,7 +70,7 @@ async def cancel(turn: Turn) -> None:
         rows = (await turn.session.scalars(select(Attachment).where(
             Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
         for row in rows:
-            turn.services.files.delete(row.path)
+            turn.delete_file_after_commit(row.path)
             await turn.session.delete(row)
     turn.dialog.reset(turn.now)
     turn.say("cancel.done")

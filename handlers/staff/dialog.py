@@ -376,7 +376,7 @@ async def drop_input(turn: Turn) -> None:
         rows = (await turn.session.scalars(select(Attachment).where(
             Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
         for row in rows:
-            turn.services.files.delete(row.path)
+            turn.delete_file_after_commit(row.path)
             await turn.session.delete(row)
     turn.dialog.reset(turn.now)
 
@@ -435,7 +435,7 @@ async def store_document(turn: Turn, document: IncomingDocument) -> str | None:
         return "staff.document_failed"
     if len(data) > DOCUMENT_MAX_BYTES:
         return "staff.document_too_large"
-    path = turn.services.files.save(data, document.mime, turn.now, document.filename)
+    path = turn.save_file(data, document.mime, document.filename)
     attachment = Attachment(purpose="answer", kind="document", path=path, mime=document.mime,
                             size=len(data), filename=document.filename[:255],
                             source_platform=str(turn.account.platform), created_at=turn.now)
