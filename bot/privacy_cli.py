@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot.cli import Parser, UsageError, load_org, load_settings
 from bot.settings import Settings
 from handlers.clock import SystemClock
-from handlers.erasure import ErasureReport, NothingToErase, delete_files, erase_citizen
+from handlers.erasure import ErasureReport, NothingToErase, clean_up, erase_citizen
 
 
 def add_privacy_parser(commands: Any) -> None:
@@ -70,7 +70,7 @@ async def forget(settings: Settings, *, number: str | None,
             report = await erase_citizen(session, services, services.now(), item_id=item_id,
                                          citizen_id=citizen_id)
         # Only after the commit: a rollback must not leave rows pointing at deleted files.
-        await delete_files(services.files, report.files)
+        await clean_up(services, report.files)
         return report
     finally:
         await engine.dispose()

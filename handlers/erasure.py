@@ -5,8 +5,8 @@ block, dates, status, rating and satisfaction of each item, and its cluster.
 One use case for every entry point: `/forget` in the chat (handlers/citizen/privacy.py) and
 `mcu privacy forget` for a citizen who asked by phone or on paper (bot/privacy_cli.py). It
 runs inside the caller's transaction and touches no file: the caller deletes `report.files`
-after the commit (`delete_files`, or `delete_files_after_commit` for a chat turn), so a
-rollback never leaves rows pointing at deleted files.
+after the commit (`clean_up`, or `clean_up_after_commit` for a chat turn), so a rollback never
+leaves rows pointing at deleted files.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.analytics.clusters import place_label
 from handlers.context import Services
-from handlers.files import FileStore
 from handlers.i18n import translator
 from handlers.outbox import redacted_payload
+from storage.db import scrub_freed_pages
 from storage.models import (
     Account,
     Attachment,
@@ -347,31 +347,31 @@ async def _erase_accounts(session: AsyncSession, accounts: list[Account], now: d
 
 
 # ---------------------------------------------------------------------------------------------
-# Files, after the commit
+# After the commit: the files, and the old copies the database file keeps
 
-async def delete_files(files: FileStore, paths: Iterable[str]) -> None:
-    """Delete the erased files off the event loop (a disk can be slow)."""
+
+async def clean_up(services: Services, paths: Iterable[str]) -> None:
+    """Delete the erased files off the event loop (a disk can be slow), then have the
+    database drop the page copies that still hold the erased values."""
     paths = list(paths)
     if paths:
-        await asyncio.to_thread(lambda: [files.delete(path) for path in paths])
+        await asyncio.to_thread(lambda: [services.files.delete(path) for path in paths])
+    await scrub_freed_pages(services.sessions.kw["bind"])
 
 
 _pending: set[asyncio.Task[None]] = set()
 
 
-def delete_files_after_commit(session: AsyncSession, files: FileStore,
-                              paths: list[str]) -> None:
-    """For a caller that does not own the transaction (a chat turn): delete the files once
-    the session commits; on a rollback the rows are still there, and so are the files."""
-    if not paths:
-        return
+def clean_up_after_commit(session: AsyncSession, services: Services, paths: list[str]) -> None:
+    """For a caller that does not own the transaction (a chat turn): clean up once the session
+    commits; on a rollback the rows are still there, and so are the files."""
     loop = asyncio.get_running_loop()
     rolled_back = False
 
     def on_commit(_session: object) -> None:
         if rolled_back:
             return
-        task = loop.create_task(delete_files(files, paths))
+        task = loop.create_task(clean_up(services, paths))
         _pending.add(task)  # keep a reference until it is done
         task.add_done_callback(_pending.discard)
 
@@ -383,3 +383,10 @@ def delete_files_after_commit(session: AsyncSession, files: FileStore,
     # turn ends with its one transaction, and these go with it.
     orm_event.listen(session.sync_session, "after_commit", on_commit, once=True)
     orm_event.listen(session.sync_session, "after_rollback", on_rollback, once=True)
+
+
+async def wait_for_clean_ups() -> None:
+    """Until every clean-up started after a commit has finished (for an orderly shutdown and
+    for tests)."""
+    while _pending:
+        await asyncio.gather(*list(_pending), return_exceptions=True)

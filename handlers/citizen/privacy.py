@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from handlers import payloads
 from handlers.accounts import active_consent
 from handlers.context import Services
-from handlers.erasure import ErasureReport, delete_files_after_commit, erase_citizen
+from handlers.erasure import ErasureReport, clean_up_after_commit, erase_citizen
 from handlers.events import Button, Reply
 from handlers.formatting import local_date, local_datetime, status_label
 from handlers.i18n import Translator
@@ -55,7 +55,7 @@ async def forget(turn: Turn) -> None:
     """Withdraw consent: the erasure use case, then tell the citizen exactly what is kept."""
     report = await erase_citizen(turn.session, turn.services, turn.now,
                                  account_id=turn.account.id)
-    delete_files_after_commit(turn.session, turn.services.files, report.files)
+    clean_up_after_commit(turn.session, turn.services, report.files)
     turn.reply(Reply(kept_text(turn.t, turn.services, report), remove_menu=True))
 
 
