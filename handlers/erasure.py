@@ -231,9 +231,10 @@ async def _relabel_clusters(session: AsyncSession, items: list[Item]) -> int:
         cluster = await session.get(Cluster, cluster_id)
         if cluster is None or cluster.label not in labels:
             continue
+        # Live items only: one erased before has no place of its own left to lend.
         others = [o for o in (await session.scalars(
             select(Item).where(Item.cluster_id == cluster_id).order_by(Item.id))).all()
-            if o.id not in erased_ids]
+            if o.id not in erased_ids and o.text != ERASED_TEXT]
         other_labels = [place_label(o) for o in others]
         if cluster.label in other_labels:
             continue
