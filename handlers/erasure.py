@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.analytics.clusters import place_label
 from handlers.context import Services
+from handlers.files import orphans
 from handlers.i18n import translator
 from handlers.outbox import redacted_payload
 from storage.db import scrub_freed_pages
@@ -50,6 +52,9 @@ ERASED_TEXT = "[удалено по отзыву согласия]"
 # and the clusters (their radius is a few hundred metres), too coarse to point at a house.
 GRID_LAT = 0.005
 GRID_LON = 0.008
+
+# A file younger than this may belong to a turn still running (saved before its row commits).
+ORPHAN_AGE = timedelta(hours=1)
 
 # History entries whose comment is written by the system, not by a person: a block id, a
 # duplicate's main number, an executor's (staff) name, a poll answer or a rating.
@@ -391,3 +396,21 @@ async def wait_for_clean_ups() -> None:
     for tests)."""
     while _pending:
         await asyncio.gather(*list(_pending), return_exceptions=True)
+
+
+async def remove_orphan_files(services: Services,
+                              older_than: timedelta = ORPHAN_AGE) -> int:
+    """Delete attachment files that no row names any more: the erasure deletes its files
+    after the commit, so a crash in between would otherwise leave a person's photo on disk
+    (and a turn that failed after saving a photo leaves one too). Returns how many.
+
+    Ages are measured on the disk's own clock, not the job's `now`: `mcu jobs run --now` in
+    the future must never reach a photo that a running turn has just saved."""
+    async with services.sessions() as session:
+        known = set((await session.scalars(select(Attachment.path))).all())
+    before = time.time() - older_than.total_seconds()
+    stale = await asyncio.to_thread(orphans, services.files.root, known, before)
+    if stale:
+        await asyncio.to_thread(lambda: [services.files.delete(path) for path in stale])
+        log.info("%d orphan attachment file(s) deleted", len(stale))
+    return len(stale)

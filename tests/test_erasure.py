@@ -4,6 +4,8 @@ outbox retention, rollbacks, VK identities, and the use case alone on SQLite and
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -219,3 +221,20 @@ async def test_the_use_case_alone_erases_every_field(db):
     assert consent is not None and consent.withdrawn_at is not None
     assert untouched is not None and untouched.text == "Другой житель: щиток"
     assert place_label(item) == "{:.5f}, {:.5f}".format(*coarse(53.58, 142.95))
+
+
+async def test_housekeeping_deletes_files_no_row_names(core, services, clock):
+    citizen = await report(core, "Сломана скамейка у школы", location=LENINA, photos=1)
+    async with services.sessions() as session:
+        [kept] = (await session.scalars(select(Attachment.path))).all()
+    # A photo left behind (a crash between the erasure's commit and its clean-up), an hour old,
+    # and one saved a moment ago by a turn that has not committed yet.
+    left = services.files.save(b"\xff\xd8 left behind", "image/jpeg", clock.now())
+    fresh = services.files.save(b"\xff\xd8 just saved", "image/jpeg", clock.now())
+    hour_ago = time.time() - 3700
+    os.utime(services.files.path(left), (hour_ago, hour_ago))
+    await run_job(services, "housekeeping", clock.now())
+    assert services.files.path(kept).exists() and services.files.path(fresh).exists()
+    assert not services.files.path(left).exists()
+    await forget(citizen)
+    assert not services.files.path(kept).exists()
