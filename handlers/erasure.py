@@ -28,6 +28,7 @@ from handlers.context import Services
 from handlers.files import orphans
 from handlers.i18n import translator
 from handlers.outbox import redacted_payload
+from handlers.rules.lifecycle import Action, Actor, Status, check
 from storage.db import scrub_freed_pages
 from storage.models import (
     Account,
@@ -127,13 +128,13 @@ async def erase_citizen(session: AsyncSession, services: Services, now: datetime
             select(Account).where(Account.id.in_(extra)))).all())
 
     report = ErasureReport()
-    report.kept = [KeptItem(i.number, i.topic, i.status, i.received_at, i.answered_at)
-                   for i in items]
     await _erase_citizens(session, citizen_ids, now)
     report.files, report.attachments = await _drop_attachments(session, items, accounts)
     report.events = await _clear_comments(session, items, accounts)
     report.clusters_relabelled = await _relabel_clusters(session, items)
     await _erase_items(session, items, now)
+    report.kept = [KeptItem(i.number, i.topic, i.status, i.received_at, i.answered_at)
+                   for i in items]
     redacted, cancelled = await _redact_outbox(session, services, items, accounts)
     report.outbox_redacted, report.outbox_cancelled = redacted, cancelled
     report.accounts = await _erase_accounts(session, accounts, now)
@@ -275,6 +276,14 @@ def _replace_texts(value: Any, old: str, new: str) -> Any:
 
 async def _erase_items(session: AsyncSession, items: list[Item], now: datetime) -> None:
     for item in items:
+        before = after = Status(item.status)
+        if before == Status.WAITING_CITIZEN:
+            # Nobody can answer the question any more: the item goes back to work.
+            after = check(Action.CITIZEN_REPLIED, before, Actor.SYSTEM)
+            item.status = str(after)
+        # The history says when and that the data went, not what it was.
+        session.add(ItemEvent(item_id=item.id, at=now, actor=str(Actor.SYSTEM), action="erased",
+                              from_status=str(before), to_status=str(after)))
         item.text = ERASED_TEXT
         item.address = item.post_url = item.place_key = None
         item.answer_text = item.draft_answer_text = item.poll_comment = None
