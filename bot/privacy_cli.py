@@ -13,7 +13,8 @@ from sqlalchemy import select
 from bot.cli import Parser, UsageError, load_org, load_settings
 from bot.settings import Settings
 from handlers.clock import SystemClock
-from handlers.erasure import ErasureReport, NothingToErase, clean_up, erase_citizen
+from handlers.erasure import ErasureReport, NothingToErase, erase_citizen
+from handlers.erasure_cleanup import clean_up
 
 
 def add_privacy_parser(commands: Any) -> None:

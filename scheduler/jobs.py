@@ -16,7 +16,7 @@ from sqlalchemy import delete
 
 from handlers.citizen.polls import send_polls
 from handlers.context import Services
-from handlers.erasure import remove_orphan_files
+from handlers.erasure_cleanup import remove_orphan_files
 from handlers.events import OutgoingPhoto, Reply
 from handlers.i18n import translator
 from handlers.org import Role

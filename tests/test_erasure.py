@@ -12,13 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from handlers.analytics.clusters import place_label
-from handlers.erasure import (
-    ERASED_TEXT,
-    clean_up_after_commit,
-    coarse,
-    erase_citizen,
-    wait_for_clean_ups,
-)
+from handlers.erasure import ERASED_TEXT, coarse, erase_citizen
+from handlers.erasure_cleanup import clean_up_after_commit, wait_for_clean_ups
 from handlers.events import ChatRef, Platform, Reply
 from handlers.items import NewItem, record_note, register_item
 from handlers.outbox import enqueue, redact_stale_outbox

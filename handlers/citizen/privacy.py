@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from handlers import payloads
 from handlers.accounts import active_consent
 from handlers.context import Services
-from handlers.erasure import ErasureReport, clean_up_after_commit, erase_citizen
+from handlers.erasure import ErasureReport, erase_citizen
+from handlers.erasure_cleanup import clean_up_after_commit
 from handlers.events import Button, Reply
 from handlers.formatting import local_date, local_datetime, status_label
 from handlers.i18n import Translator

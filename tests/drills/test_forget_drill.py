@@ -38,7 +38,8 @@ from bot.telegram import TelegramTransport
 from handlers.clock import ManualClock
 from handlers.context import Services
 from handlers.core import Core
-from handlers.erasure import ERASED_TEXT, coarse, wait_for_clean_ups
+from handlers.erasure import ERASED_TEXT, coarse
+from handlers.erasure_cleanup import wait_for_clean_ups
 from handlers.i18n import translator
 from handlers.staff.invites import create_invite
 from scheduler.jobs import run_job
