@@ -472,8 +472,10 @@ def build_parser() -> Parser:
     stats.set_defaults(func=cmd_stats)
 
     from bot.import_cli import add_import_parser  # here: it imports this module's helpers
+    from bot.privacy_cli import add_privacy_parser
 
     add_import_parser(commands)
+    add_privacy_parser(commands)
     return parser
 
 
