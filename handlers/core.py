@@ -121,8 +121,9 @@ class Core:
                     await citizen_dialog.handle(turn)
                 # The replies are durable like every other message: queued with the turn.
                 audience = "reply" if event.is_private else "group_reply"
-                for reply in turn.replies:
-                    enqueue(session, event.chat, reply, audience=audience, now=turn.now)
+                if not turn.keep_out_of_outbox:
+                    for reply in turn.replies:
+                        enqueue(session, event.chat, reply, audience=audience, now=turn.now)
         except BaseException:
             if turn is not None:
                 await asyncio.to_thread(_delete, services, turn.saved_files)
@@ -130,7 +131,7 @@ class Core:
         await asyncio.to_thread(_delete, services, turn.files_to_delete)
         # After the commit, never before: the sender must see what this turn queued.
         services.on_outbox()
-        return Response(turn.replies, notice=turn.notice, queued=True)
+        return Response(turn.replies, notice=turn.notice, queued=not turn.keep_out_of_outbox)
 
 
 def _delete(services: Services, paths: list[str]) -> None:

@@ -11,6 +11,7 @@ deleted files.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +52,9 @@ GRID_LON = 0.008
 # History entries whose comment is written by the system, not by a person: a block id, a
 # duplicate's main number, an executor's (staff) name, a poll answer or a rating.
 SYSTEM_COMMENTS = ("route", "mark_duplicate", "delegate", "poll_answer", "rating")
+
+
+MENTION_MIN = 5  # characters
 
 
 def erased_marker(account_id: int) -> str:
@@ -119,6 +123,7 @@ async def erase_citizen(session: AsyncSession, services: Services, now: datetime
             select(Account).where(Account.id.in_(extra)))).all())
 
     report = ErasureReport()
+    mentions = await _mentions(session, citizen_ids, items)
     await _erase_citizens(session, citizen_ids, now)
     report.files, report.attachments = await _drop_attachments(session, items, accounts)
     report.events = await _clear_comments(session, items, accounts)
@@ -127,6 +132,7 @@ async def erase_citizen(session: AsyncSession, services: Services, now: datetime
     report.kept = [KeptItem(i.number, i.topic, i.status, i.received_at, i.answered_at)
                    for i in items]
     redacted, cancelled = await _redact_outbox(session, services, items, accounts)
+    redacted += await _redact_mentions(session, mentions)
     report.outbox_redacted, report.outbox_cancelled = redacted, cancelled
     report.accounts = await _erase_accounts(session, accounts, now)
     log.info("erasure: %d item(s), %d account(s), %d attachment(s), %d comment(s), "
@@ -167,6 +173,39 @@ async def _subject(session: AsyncSession, account_id: int | None, citizen_id: in
             select(Account).where(Account.citizen_id.in_(citizen_ids)))).all()
             if a.id not in known]
     return accounts, citizen_ids, item_ids
+
+
+async def _mentions(session: AsyncSession, citizen_ids: set[int], items: list[Item]) -> set[str]:
+    """The person's own words and contacts, to find them in messages not tied to an item
+    (e.g. the operator's confirmation of a registration, still waiting for delivery)."""
+    values: list[str | None] = []
+    for item in items:
+        values += [item.text, item.address, item.post_url, item.answer_text,
+                   item.draft_answer_text, item.poll_comment]
+    if citizen_ids:
+        for citizen in (await session.scalars(
+                select(Citizen).where(Citizen.id.in_(citizen_ids)))).all():
+            values += [citizen.name, citizen.phone, citizen.email, citizen.postal_address]
+    # Short values ("12", "Да") would match unrelated messages.
+    return {v.strip() for v in values if v and len(v.strip()) >= MENTION_MIN}
+
+
+async def _redact_mentions(session: AsyncSession, mentions: set[str]) -> int:
+    if not mentions:
+        return 0
+    rows = (await session.scalars(select(OutboxMessage).where(
+        OutboxMessage.status.in_(("pending", "failed", "undeliverable"))))).all()
+    redacted = 0
+    for row in rows:
+        payload = row.payload or {}
+        if payload.get("redacted"):
+            continue
+        text = json.dumps(payload, ensure_ascii=False)
+        if any(mention in text for mention in mentions):
+            # Still delivered, but saying only that the content was withdrawn.
+            row.payload = redacted_payload(ERASED_TEXT)
+            redacted += 1
+    return redacted
 
 
 async def _erase_citizens(session: AsyncSession, citizen_ids: set[int], now: datetime) -> None:

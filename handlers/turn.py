@@ -28,6 +28,7 @@ class Turn:
     replies: list[Reply] = field(default_factory=list)
     # Files written during the turn are removed if it rolls back; deletions wait for the
     # commit, so a failed turn never loses a file that the database still points to.
+    keep_out_of_outbox: bool = False  # only after an erasure: see citizen.privacy.forget
     saved_files: list[str] = field(default_factory=list)
     files_to_delete: list[str] = field(default_factory=list)
 

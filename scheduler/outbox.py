@@ -30,6 +30,7 @@ from sqlalchemy import func, or_, select, update
 
 from handlers.context import Services
 from handlers.events import DeliveryError, Progress, Reply
+from handlers.outbox import redacted_payload
 from scheduler.limits import RateLimiter
 from storage.models import Account, OutboxMessage
 
@@ -40,7 +41,6 @@ RETRY_WINDOW = timedelta(hours=24)
 CHATS_PER_SWEEP = 500
 ROWS_PER_CHAT = 50
 CONCURRENT_CHATS = 16
-REDACTED: dict[str, object] = {"text": "", "redacted": True}
 # Replies answer the user who just wrote (in a private chat or a group); the rest are
 # notifications nobody asked for at that moment.
 REPLY_AUDIENCES = frozenset({"reply", "group_reply"})
@@ -213,7 +213,7 @@ class OutboxSender:
         # Delivered: neither the content nor a citizen's chat id is kept any longer.
         values: dict[str, object] = {"status": "sent", "sent_at": self.services.now(),
                                      "attempts": row.attempts + 1, "claimed_until": None,
-                                     "payload": REDACTED}
+                                     "payload": redacted_payload()}
         if row.audience in PERSONAL_AUDIENCES:
             values["chat_id"] = ""
         async with self.services.sessions() as session, session.begin():

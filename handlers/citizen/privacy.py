@@ -58,6 +58,9 @@ async def forget(turn: Turn) -> None:
                                  account_id=turn.account.id)
     clean_up_after_commit(turn.session, turn.services, report.files)
     turn.reply(Reply(kept_text(turn.t, turn.services, report), remove_menu=True))
+    # The one reply that is not kept in the outbox: a queued row would hold the chat id
+    # that the erasure has just removed everywhere else. It is sent once, from memory.
+    turn.keep_out_of_outbox = True
 
 
 def kept_text(t: Translator, services: Services, report: ErasureReport) -> str:
