@@ -1,0 +1,33 @@
+"""Topic suggestion from free Russian text: the interface the rest of the core sees.
+
+Use cases depend on `TopicSuggester` only; the model behind it (handlers/topics/suggester.py,
+a linear model over lemma and character n-grams) can be replaced without touching them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+MIN_SUGGESTIONS = 3
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    topic_id: str
+    score: float  # a probability in 0..1; the list of a text sums to 1
+
+
+class TopicSuggester(Protocol):
+    @property
+    def ready(self) -> bool:
+        """Whether suggest() answers at once; a chat turn must not wait for a model to train."""
+        ...
+
+    def suggest(self, text: str) -> list[Suggestion]:
+        """Every topic of the organisation, best first (at least MIN_SUGGESTIONS)."""
+        ...
+
+    def suggest_many(self, texts: list[str]) -> list[list[Suggestion]]:
+        """The same for many texts at once (imports): cheaper than one call per text."""
+        ...
