@@ -24,6 +24,10 @@ class TopicSuggester(Protocol):
         """Whether suggest() answers at once; a chat turn must not wait for a model to train."""
         ...
 
+    def warm_up(self) -> None:
+        """Build the model now (blocking); called from a worker thread at start-up."""
+        ...
+
     def suggest(self, text: str) -> list[Suggestion]:
         """Every topic of the organisation, best first (at least MIN_SUGGESTIONS)."""
         ...
@@ -31,3 +35,11 @@ class TopicSuggester(Protocol):
     def suggest_many(self, texts: list[str]) -> list[list[Suggestion]]:
         """The same for many texts at once (imports): cheaper than one call per text."""
         ...
+
+
+def suggest_now(suggester: TopicSuggester | None, text: str) -> list[Suggestion]:
+    """Suggestions for a chat turn: [] while the model is not ready (a turn never waits for
+    training) or when there is no suggester or no text."""
+    if suggester is None or not suggester.ready or not text.strip():
+        return []
+    return suggester.suggest(text)
