@@ -116,8 +116,9 @@ class LinearTopicSuggester:
         return self._model
 
     def warm_up(self) -> None:
-        """Build now (from a background thread at start-up) so no citizen waits for it."""
-        self.model()
+        """Build now (from a background thread at start-up) so no citizen waits for it; one
+        suggestion also loads the morphology dictionaries, which a cached model skips."""
+        self.model().probabilities(["прогрев"])
 
     def _build(self) -> Model:
         examples = training_examples(self._org, self._seed_dir, self._extra)
