@@ -128,6 +128,8 @@ def compare(org: Organisation, rows: list[Labelled]) -> None:
     print("\ncandidates (top-1 / top-3 on the evaluation set):")
     print(f"  {'keyword matcher on topic titles':48} "
           + fmt(score(rows, keyword_matcher(org, rows))))
+    print(f"  {'keyword matcher on titles + seed keyword lists':48} "
+          + fmt(score(rows, keyword_matcher(org, rows, with_seed_keywords=True))))
     for name, tokenize in variants.items():
         train_docs = [tokenize(e.text) for e in examples]
         vectorizer = Vectorizer.fit(train_docs)
@@ -157,12 +159,21 @@ def compare(org: Organisation, rows: list[Labelled]) -> None:
               + fmt(score(rows, as_suggestions(topic_ids, probabilities))))
 
 
-def keyword_matcher(org: Organisation, rows: list[Labelled]) -> list[list[Suggestion]]:
+def keyword_matcher(org: Organisation, rows: list[Labelled],
+                    with_seed_keywords: bool = False) -> list[list[Suggestion]]:
     """The baseline the issue names: a message matches the topics whose title words (as
-    lemmas) it contains; no match means «другое»."""
+    lemmas) it contains, the most shared words first; no match means «другое»."""
+    from handlers.topics.corpus import KEYWORDS, SEED_DIR
     from handlers.topics.text import lemma, words
 
     keys = {t.id: {lemma(w) for w in words(t.title) if len(w) > 2} for t in org.topics}
+    if with_seed_keywords:
+        for topic in org.topics:
+            path = SEED_DIR / f"{topic.id}.txt"
+            for line in path.read_text("utf-8").splitlines() if path.is_file() else []:
+                if line.startswith(KEYWORDS):
+                    keys[topic.id] |= {lemma(w) for w in words(line[len(KEYWORDS):])
+                                       if len(w) > 2}
     out = []
     for row in rows:
         found = {lemma(w) for w in words(row.text)}
