@@ -23,7 +23,7 @@ from handlers.topics import MIN_SUGGESTIONS, Suggestion
 from handlers.topics.corpus import SEED_DIR, Example, content_hash, training_examples
 from handlers.topics.features import Vectorizer
 from handlers.topics.linear import SoftmaxModel, train
-from handlers.topics.text import tokens
+from handlers.topics.text import load_dictionaries, tokens
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +116,13 @@ class LinearTopicSuggester:
         return self._model
 
     def warm_up(self) -> None:
-        """Build now (from a background thread at start-up) so no citizen waits for it; one
-        suggestion also loads the morphology dictionaries, which a cached model skips."""
-        self.model().probabilities(["прогрев"])
+        """Build now (from a background thread at start-up) so no citizen waits for it."""
+        self.model()
 
     def _build(self) -> Model:
+        # Before the model counts as ready: a cached model would otherwise leave the
+        # dictionaries to load in the first chat turn that asks for a suggestion.
+        load_dictionaries()
         examples = training_examples(self._org, self._seed_dir, self._extra)
         key = content_hash(examples, MODEL_VERSION, _library_versions(),
                            ",".join(self.topic_ids))

@@ -24,6 +24,11 @@ _morph: Any = None
 _morph_lock = threading.Lock()
 
 
+def load_dictionaries() -> None:
+    """Load the morphology dictionaries now (a worker thread at start-up), not in a chat turn."""
+    _analyzer()
+
+
 def _analyzer() -> Any:
     global _morph
     if _morph is None:
