@@ -81,7 +81,8 @@ async def by_number(services, external: str) -> Item:
 # ---------------------------------------------------------------------------------------------
 
 async def test_csv_utf8_semicolon_with_bad_rows(env, services, tmp_path, capsys):
-    source = write_csv(tmp_path / "pos.csv", pos_rows())
+    rows = pos_rows()  # once: a minute may turn while the import runs
+    source = write_csv(tmp_path / "pos.csv", rows)
     assert await run_cli(str(source), "--channel", "pos") == 0
     out = capsys.readouterr().out
     assert "Зарегистрировано и направлено: 5" in out
@@ -99,7 +100,7 @@ async def test_csv_utf8_semicolon_with_bad_rows(env, services, tmp_path, capsys)
                                                                        "assigned")
     assert first.text == "Яма напротив дома 12" and first.address == "г. Оха, ул. Ленина, 12"
     assert first.post_url == "https://pos.example/1001" and first.answer_due is not None
-    assert first.received_at.astimezone(SAKHALIN).strftime("%d.%m.%Y %H:%M") == pos_rows()[0][1]
+    assert first.received_at.astimezone(SAKHALIN).strftime("%d.%m.%Y %H:%M") == rows[0][1]
     async with services.sessions() as session:
         citizen = await session.get(Citizen, first.citizen_id)
         history = (await session.scalars(select(ItemEvent.action).where(
