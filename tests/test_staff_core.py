@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy import select
 
 from handlers.staff.invites import create_invite
-from storage.models import Account, GroupBinding, Item, ItemEvent, OutboxMessage
+from storage.models import (
+    Account,
+    GroupBinding,
+    Item,
+    ItemEvent,
+    OutboxMessage,
+    TopicCorrection,
+)
 from tests.support.chat import ChatClient, join_as
 
 
@@ -110,9 +117,16 @@ async def test_redirect_needs_a_reason_and_tells_the_chairman(core, services, he
     await head.send("/task 2026-000001")
     await head.click("Передать")
     await head.click("культуре, спорту")
+    assert "Какая тематика" in head.texts()  # the block has two topics: the head names it
+    await head.click("Спорт")
     assert "причину" in head.texts()
     await head.send("Это вопрос освещения стадиона")
-    assert (await item(services)).block_id == "culture_sport"
+    moved = await item(services)
+    assert (moved.block_id, moved.topic) == ("culture_sport", "sport")
+    async with services.sessions() as session:
+        correction = await session.scalar(select(TopicCorrection))
+    assert (correction.item_id, correction.from_topic, correction.to_topic) == (
+        moved.id, "energy", "sport")
     assert "передано вам" in texts(await outbox_to(services, "1010"))
     assert "Это вопрос освещения стадиона" in texts(await outbox_to(services, "1003"))
     # The old head has no say any more.
