@@ -45,15 +45,20 @@ class App:
 
 
 def build_services(settings: Settings, engine: AsyncEngine, clock: Clock | None = None) -> Services:
+    from handlers.topics.suggester import LinearTopicSuggester
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    org = load_organisation(settings.org_file)
     return Services(
         sessions=session_factory(engine),
-        org=load_organisation(settings.org_file),
+        org=org,
         clock=clock or SystemClock(),
         files=FileStore(settings.data_dir),
         tz=settings.tz,
         default_locale=settings.locale,
         flood_limit_per_minute=settings.flood_limit_per_minute,
+        # Cheap to create: the model is loaded or trained on first use or by warm_up.
+        topics=LinearTopicSuggester(org, cache_dir=settings.data_dir / "cache"),
     )
 
 
@@ -67,11 +72,11 @@ def build_app(settings: Settings, clock: Clock | None = None) -> App:
     if settings.telegram_enabled:
         from bot.telegram import TelegramTransport
 
-        app.transports["telegram"] = TelegramTransport(settings, core)
+        app.transports["telegram"] = TelegramTransport(settings, core, sender)
     if settings.vk_enabled:
         from bot.vk import VKTransport
 
-        app.transports["vk"] = VKTransport(settings, core)
+        app.transports["vk"] = VKTransport(settings, core, sender)
     sender.transports = app.transports
     return app
 
@@ -86,6 +91,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, *,
         await transport.start()
         log.info("%s transport started", name)
     await app.sender.start()
+    warm_up_topics(app.services)
     telegram = app.transports.get("telegram")
     if telegram is not None:
         app.services.bot_username = getattr(telegram, "username", None)
@@ -98,6 +104,21 @@ async def serve(app: App, stop: asyncio.Event | None = None, *,
         await stop.wait()
     finally:
         await app.close()
+
+
+def warm_up_topics(services: Services) -> None:
+    """Load (or train) the topic model in a worker thread: start-up does not wait for it, and
+    until it is ready the dialogs simply show no suggestion."""
+    suggester = services.topics
+    if suggester is None or suggester.ready:
+        return
+    future = asyncio.get_running_loop().run_in_executor(None, suggester.warm_up)
+    future.add_done_callback(_report_warm_up)
+
+
+def _report_warm_up(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("topic model not built: %r", done.exception())
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

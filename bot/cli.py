@@ -472,8 +472,12 @@ def build_parser() -> Parser:
     stats.set_defaults(func=cmd_stats)
 
     from bot.import_cli import add_import_parser  # here: it imports this module's helpers
+    from bot.privacy_cli import add_privacy_parser
+    from bot.topics_cli import add_topics_parser
 
     add_import_parser(commands)
+    add_privacy_parser(commands)
+    add_topics_parser(commands)
     return parser
 
 
@@ -485,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+        logging.getLogger("pymorphy3").setLevel(logging.WARNING)
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)

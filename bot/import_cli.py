@@ -26,6 +26,7 @@ from handlers.operator.importer import ImportResult, count_present, run_import
 from handlers.operator.mapping import default_mapping, load_mapping
 from handlers.operator.tabular import TableError, read_table, rejected_path, write_rejected
 from handlers.org import Organisation, Role
+from handlers.topics import TopicSuggester
 
 PROGRESS_FROM_ROWS = 500  # smaller files finish before a bar would be worth drawing
 PUBLISHING_ROLES = (Role.OPERATOR, Role.IM_COORDINATOR, Role.CHAIRMAN)
@@ -57,7 +58,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         table = read_table(source)
         mapping = (load_mapping(Path(args.mapping), args.channel) if args.mapping
                    else default_mapping(args.channel))
-        plan = prepare(table, args.channel, mapping, org, settings.tz, SystemClock().now())
+        plan = prepare(table, args.channel, mapping, org, settings.tz, SystemClock().now(),
+                       suggester=topic_suggester(settings, org, args.dry_run))
     except TableError as exc:
         raise UsageError(f"mcu import: {t(exc.key, **exc.values)}") from exc
     started = time.monotonic()
@@ -71,6 +73,14 @@ def cmd_import(args: argparse.Namespace) -> int:
                                  dry_run=args.dry_run, rejected_file=rejected_file,
                                  seconds=time.monotonic() - started)))
     return 0
+
+
+def topic_suggester(settings: Settings, org: Organisation, dry_run: bool) -> TopicSuggester:
+    """Trained (or loaded from the cache) only if some row has an unknown category; a dry run
+    writes nothing to disk, so it does not write the model cache either."""
+    from handlers.topics.suggester import LinearTopicSuggester
+
+    return LinearTopicSuggester(org, cache_dir=None if dry_run else settings.data_dir / "cache")
 
 
 async def present_in_database(settings: Settings, plan: ImportPlan) -> int:

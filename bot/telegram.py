@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -44,29 +45,31 @@ from aiogram.types import (
     PhotoSize,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
-    TelegramObject,
     Update,
 )
 
+from bot.channel import Channel, Draft, PhotoTooLarge, failure
+from bot.lanes import AckFloor, Lanes
+from bot.lease import run_while_holding
 from bot.settings import Settings
 from handlers.core import Core
 from handlers.events import (
     ButtonPress,
     ChatRef,
     DeliveryError,
-    Event,
     IncomingDocument,
     IncomingMessage,
     IncomingPhoto,
     Location,
     OutgoingPhoto,
     Platform,
+    Progress,
     Reply,
     Response,
     Unsupported,
     UserRef,
 )
-from handlers.i18n import translator
+from scheduler.outbox import OutboxSender
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,10 @@ NOTICE_LIMIT = 200  # answerCallbackQuery text
 ALBUM_MAX = 10  # sendMediaGroup takes 2–10 items
 PHOTO_MAX_BYTES = 10 * 1024 * 1024
 DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
-DIRECT_RETRY_MAX_WAIT = 5.0  # a direct reply waits out a short 429 once, never longer
-STOP_GRACE = 10.0  # seconds granted to in-flight handlers on stop()
+STOP_GRACE = 10.0  # seconds granted to the turns under way on stop()
+POLL_TIMEOUT = 25  # long-poll seconds
+POLL_PAUSE_MIN, POLL_PAUSE_MAX = 0.5, 5.0  # back-off while getUpdates fails
+POLL_PAUSE_BUSY = 1.0  # longest wait for a turn to finish before asking again
 
 # Message kinds the core can name in its "not accepted" answer.
 UNSUPPORTED_KINDS: dict[str, Unsupported] = {
@@ -127,7 +132,7 @@ Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 class TelegramTransport:
     platform = Platform.TELEGRAM
 
-    def __init__(self, settings: Settings, core: Core) -> None:
+    def __init__(self, settings: Settings, core: Core, outbox: OutboxSender | None = None) -> None:
         if settings.telegram_token is None:
             raise ValueError("MCU_TELEGRAM_TOKEN is not set")
         self.settings = settings
@@ -136,12 +141,16 @@ class TelegramTransport:
         self.bot: Bot | None = None
         # Built here (not in start) so tests and the wiring can add middlewares beforehand.
         # FSM is off: the dialog state lives in the core's database, not in aiogram.
-        self.dp = Dispatcher(disable_fsm=True, core=core, transport=self)
+        self.dp = Dispatcher(disable_fsm=True, transport=self)
         self.dp.include_router(build_router())
-        self.dp.update.outer_middleware(self._track_in_flight)
-        self._in_flight: set[asyncio.Task[Any]] = set()
+        self.outbox = outbox or OutboxSender(core.services, {self.platform: self})
+        self.channel = Channel(core, self.outbox, self._send_direct)
+        self.lanes = Lanes()
+        self.floor = AckFloor()
         self._polling: asyncio.Task[None] | None = None
-        self._turns: dict[int, _UserTurns] = {}
+
+    def use_outbox(self, outbox: OutboxSender) -> None:
+        self.outbox = self.channel.outbox = outbox
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -159,134 +168,183 @@ class TelegramTransport:
             await bot.session.close()
             raise
         self.bot, self.username = bot, me.username
+        # Telegram serves getUpdates to one consumer per bot: among processes sharing the
+        # database, the holder of this lease polls and the others stand by.
         self._polling = asyncio.create_task(
-            self.dp.start_polling(bot, handle_signals=False, close_bot_session=False,
-                                  allowed_updates=self.dp.resolve_used_update_types()),
+            run_while_holding(self.core.services, f"telegram-poller:{me.id}", self._poll),
             name="telegram-polling")
         self._polling.add_done_callback(_report_polling_end)
-        log.info("telegram polling started for @%s", self.username)
+        log.info("telegram transport started for @%s", self.username)
 
     async def stop(self) -> None:
         if self._polling is not None:
-            if not self._polling.done():
-                try:
-                    await self.dp.stop_polling()
-                except RuntimeError:  # stopped before the task even began polling
-                    self._polling.cancel()
-            await asyncio.wait([self._polling])  # its failure, if any, was already logged
+            self._polling.cancel()
+            await asyncio.gather(self._polling, return_exceptions=True)
             self._polling = None
-        if self._in_flight:
-            # Let handlers that are mid-turn send their replies before the session closes.
-            await asyncio.wait(set(self._in_flight), timeout=STOP_GRACE)
+        # Let the turns under way finish and deliver before the session closes.
+        await self.lanes.close(STOP_GRACE)
         if self.bot is not None:
             await self.bot.session.close()
             self.bot = None
 
-    async def _track_in_flight(self, handler: Callable[[TelegramObject, dict[str, Any]],
-                                                       Awaitable[Any]],
-                               event: TelegramObject, data: dict[str, Any]) -> Any:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
-        try:
-            return await handler(event, data)
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)
+    async def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until the updates received so far are handled (tests; graceful stop)."""
+        return await self.lanes.drain(timeout)
 
-    @contextlib.asynccontextmanager
-    async def in_order(self, user_id: int) -> AsyncIterator[None]:
-        """One update per user at a time, in arrival order, from download to the last reply.
+    # -- in: polling -----------------------------------------------------------------------
 
-        aiogram runs updates as concurrent tasks: without this a text could overtake a photo
-        that is still downloading, and the replies of two turns could interleave in the chat.
+    async def _poll(self) -> None:
+        """getUpdates with an offset that only passes updates already handled.
+
+        aiogram's own polling confirms a batch as soon as it is dispatched, so a crash loses
+        the updates under way. Here the offset is the acknowledgement floor: after a crash
+        Telegram sends the unfinished updates again, and the database's processed-update
+        marks drop those that were in fact handled.
         """
-        turns = self._turns.setdefault(user_id, _UserTurns())
-        turns.waiting += 1
+        bot = self.bot
+        assert bot is not None
+        allowed = self.dp.resolve_used_update_types()
+        pause = POLL_PAUSE_MIN
+        while True:
+            try:
+                raws = await get_updates(bot, self.floor.floor(), allowed)
+            except Exception as error:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from error  # aiohttp may turn it into a timeout
+                log.warning("telegram getUpdates failed (%s); retrying in %.1fs",
+                            type(error).__name__, pause)
+                await asyncio.sleep(getattr(error, "retry_after", None) or pause)
+                pause = min(pause * 2, POLL_PAUSE_MAX)
+                continue
+            pause = POLL_PAUSE_MIN
+            self.floor.changed.clear()
+            fresh = 0
+            for raw in raws:
+                update_id = raw.get("update_id")
+                if not isinstance(update_id, int) or not self.floor.fresh(update_id):
+                    continue  # still under way, or handled already
+                self.floor.received(update_id)
+                fresh += 1
+                # The lane is chosen from the raw update, before aiogram parses or filters it.
+                self.lanes.submit(lane_key(raw), functools.partial(self._handle_raw, bot, raw))
+            if raws and not fresh:
+                # Only updates still under way came back: wait for one to finish rather
+                # than asking again at once.
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_PAUSE_BUSY):
+                        await self.floor.changed.wait()
+
+    async def _handle_raw(self, bot: Bot, raw: dict[str, Any]) -> None:
+        update_id = raw["update_id"]
         try:
-            async with turns.lock:
-                yield
+            try:
+                update = Update.model_validate(raw, context={"bot": bot})
+            except ValueError:
+                # Its fields may hold a name or a text: log the number only.
+                log.warning("telegram update %s could not be read; skipped", update_id)
+                return
+            await self.dp.feed_update(bot, update)
+        except Exception as error:
+            log.error("telegram update %s failed: %s", update_id, failure(error))
         finally:
-            turns.waiting -= 1
-            if not turns.waiting:
-                del self._turns[user_id]
+            self.floor.handled(update_id)
 
     # -- out ---------------------------------------------------------------------------------
 
-    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None) -> None:
-        """Deliver one neutral reply; raises DeliveryError on failure (used by the outbox).
-        Telegram has no idempotency key, so `dedupe_id` is not used here."""
+    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None,
+                   progress: Progress | None = None) -> None:
+        """Deliver one neutral reply, resuming after the parts already delivered; raises
+        DeliveryError on failure. Telegram has no idempotency key: `dedupe_id` is unused."""
         bot = self.bot
         if bot is None:
             raise DeliveryError("telegram transport is not started")
+        progress = progress or Progress()
         try:
             parts = await plan_parts(reply)
         except OSError as error:  # an attachment vanished from disk: retrying cannot help
             raise DeliveryError(f"attachment unreadable: {type(error).__name__}",
                                 permanent=True) from error
         chat = chat_key(chat_id)
-        try:
-            for part in parts:
-                await send_part(bot, chat, part)
-        except Exception as error:
-            mapped = delivery_error(error)
-            if mapped is None:
-                return
-            raise mapped from error
-
-    async def answer(self, chat_id: int, response: Response) -> None:
-        """Render the core's replies into the chat the event came from; never raises."""
-        for reply in response.replies:
+        for index in range(progress.start, len(parts)):
+            if progress.before_part is not None:
+                await progress.before_part()
             try:
-                await self._send_direct(str(chat_id), reply)
-            except DeliveryError as error:
-                log.warning("telegram reply to chat %s not delivered (%s)", chat_id,
-                            type(error.__cause__ or error).__name__)
-                if error.blocked:
-                    return
-            except Exception:  # a rendering bug must not kill the update handler
-                log.exception("telegram reply to chat %s failed", chat_id)
+                await send_part(bot, chat, parts[index])
+            except Exception as error:
+                mapped = delivery_error(error)
+                if mapped is not None:
+                    raise mapped from error
+            if progress.after_part is not None:
+                await progress.after_part(index + 1)
 
-    async def _send_direct(self, chat_id: str, reply: Reply) -> None:
-        """A direct reply has no outbox row to retry later: wait out a short 429 once."""
-        try:
-            await self.send(chat_id, reply)
-        except DeliveryError as error:
-            if error.retry_after is None or error.retry_after > DIRECT_RETRY_MAX_WAIT:
-                raise
-            await asyncio.sleep(error.retry_after)
+    async def _send_direct(self, chat_id: str, replies: Sequence[Reply]) -> None:
+        """Replies that could not be queued (the database was away): one attempt each."""
+        for reply in replies:
             await self.send(chat_id, reply)
 
-    async def remove_buttons(self, message: Message) -> None:
-        """Response.edit_source: take the inline keyboard off the message that was pressed."""
-        if self.bot is None or message.reply_markup is None:
-            return
+
+def lane_key(raw: dict[str, Any]) -> tuple[str, int | str]:
+    """The user an update belongs to, read from the raw update before anything else."""
+    for kind in ("message", "callback_query", "edited_message"):
+        body = raw.get(kind)
+        if isinstance(body, dict):
+            sender = body.get("from")
+            if isinstance(sender, dict) and isinstance(sender.get("id"), int):
+                return ("user", sender["id"])
+    return ("other", 0)
+
+
+async def get_updates(bot: Bot, offset: int, allowed: list[str]) -> list[dict[str, Any]]:
+    """Raw updates, parsed one by one later: a single unreadable update must not stop the
+    whole batch, and its content must not reach the log in an error message."""
+    session = await bot.session.create_session()
+    url = bot.session.api.api_url(token=bot.token, method="getUpdates")
+    body = {"timeout": POLL_TIMEOUT, "allowed_updates": allowed}
+    if offset:
+        body["offset"] = offset
+    timeout = aiohttp.ClientTimeout(total=POLL_TIMEOUT + 15)
+    async with session.post(url, json=body, timeout=timeout) as response:
         try:
-            await self.bot.edit_message_reply_markup(chat_id=message.chat.id,
-                                                     message_id=message.message_id,
-                                                     reply_markup=None)
-        except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as error:
-            # "message is not modified" or a message too old to edit: the keyboard is harmless.
-            log.info("could not remove buttons in chat %s (%s)", message.chat.id,
-                     type(error).__name__)
+            data = await response.json(content_type=None)
+        except ValueError:
+            raise PollingError(f"HTTP {response.status}, not JSON") from None
+    if not isinstance(data, dict) or not data.get("ok"):
+        parameters = data.get("parameters") if isinstance(data, dict) else None
+        retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
+        raise PollingError(f"HTTP {response.status}", retry_after=retry_after)
+    result = data.get("result")
+    return [raw for raw in result if isinstance(raw, dict)] if isinstance(result, list) else []
 
-    # -- in ----------------------------------------------------------------------------------
 
-    async def download_photo(self, bot: Bot, sizes: Sequence[PhotoSize]) -> IncomingPhoto | None:
-        """The largest size under the cap; None when it cannot be fetched."""
-        fitting = [s for s in sizes if s.file_size is None or s.file_size <= PHOTO_MAX_BYTES]
+class PollingError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class TelegramPhoto:
+    """A photo, downloaded only once the update has been admitted."""
+
+    bot: Bot
+    sizes: Sequence[PhotoSize]
+
+    async def fetch(self) -> IncomingPhoto:
+        fitting = [s for s in self.sizes
+                   if s.file_size is None or s.file_size <= PHOTO_MAX_BYTES]
         if not fitting:
-            return None
+            raise PhotoTooLarge
         best = max(fitting, key=lambda s: s.width * s.height)
-        try:
-            buffer = await bot.download(best.file_id)
-        except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as error:
-            log.warning("telegram photo download failed (%s)", type(error).__name__)
-            return None
+        buffer = await self.bot.download(best.file_id)
         data = buffer.read() if buffer is not None else b""
-        if not data or len(data) > PHOTO_MAX_BYTES:
-            return None
-        return IncomingPhoto(data, width=best.width, height=best.height, source_id=best.file_id)
+        if len(data) > PHOTO_MAX_BYTES:
+            raise PhotoTooLarge
+        if not data:
+            raise DeliveryError("empty photo")
+        return IncomingPhoto(data, width=best.width, height=best.height,
+                             source_id=best.file_id)
 
 
 def document_of(bot: Bot, document: Document) -> IncomingDocument:
@@ -324,12 +382,6 @@ async def fetch_username(settings: Settings) -> str | None:
         await bot.session.close()
 
 
-@dataclass
-class _UserTurns:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    waiting: int = 0
-
-
 def _report_polling_end(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("telegram polling stopped: %s", type(task.exception()).__name__)
@@ -337,72 +389,46 @@ def _report_polling_end(task: asyncio.Task[None]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Router: two short handlers, dependencies injected by parameter name from the Dispatcher.
+# They run inside the user's lane, so their order is already fixed.
 
 
 def build_router() -> Router:
     router = Router(name="telegram-transport")
     router.message.register(relay_message, F.from_user)
-    router.callback_query.register(relay_button, F.data, F.from_user)
+    router.callback_query.register(relay_button, F.from_user)
     return router
 
 
-async def relay_message(message: Message, event_update: Update, bot: Bot, core: Core,
+async def relay_message(message: Message, event_update: Update, bot: Bot,
                         transport: TelegramTransport) -> None:
-    assert message.from_user is not None  # the router's filter
-    async with transport.in_order(message.from_user.id):
-        photo: IncomingPhoto | None = None
-        if message.photo:
-            photo = await transport.download_photo(bot, message.photo)
-            if photo is None:
-                t = translator(message.from_user.language_code)
-                await transport.answer(message.chat.id, Response([Reply(t("error.temporary"))]))
-                return
-        event = message_event(message, str(event_update.update_id), photo)
-        if event is None:
-            return
-        if message.document is not None:
-            event = replace(event, document=document_of(bot, message.document))
-        response = await ask(core, event)
-        await transport.answer(message.chat.id, response)
+    event = message_event(message, str(event_update.update_id))
+    if event is None:
+        return
+    if message.document is not None:
+        event = replace(event, document=document_of(bot, message.document))
+    photos = (TelegramPhoto(bot, message.photo),) if message.photo else ()
+    await transport.channel.process(Draft(event, photos))
 
 
-async def relay_button(callback: CallbackQuery, event_update: Update, core: Core,
+async def relay_button(callback: CallbackQuery, event_update: Update,
                        transport: TelegramTransport) -> None:
     event = button_event(callback, str(event_update.update_id))
-    async with transport.in_order(callback.from_user.id):
-        notice: str | None = None
-        try:
-            response = await ask(core, event)
-            notice = response.notice
-        finally:
-            # Always answer, so the client's spinner stops even if everything else fails.
-            try:
-                await callback.answer(text=notice[:NOTICE_LIMIT] if notice else None)
-            except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as error:
-                log.info("callback answer failed (%s)", type(error).__name__)
-        if response.edit_source and isinstance(callback.message, Message):
-            await transport.remove_buttons(callback.message)
-        await transport.answer(int(event.chat.chat_id), response)
 
+    async def answer(response: Response) -> None:
+        # Answered before the replies, so the client's spinner stops at once.
+        notice = response.notice
+        await callback.answer(text=notice[:NOTICE_LIMIT] if notice else None)
 
-async def ask(core: Core, event: Event) -> Response:
-    """The core's answer; a bug in the core gets a polite "try again" instead of silence."""
-    try:
-        return await core.handle(event)
-    except Exception:
-        log.exception("core failed on telegram update %s", event.update_key)
-        if not event.is_private:
-            return Response()
-        return Response([Reply(translator(event.language_code)("error.temporary"))])
+    await transport.channel.process(Draft(event), decided=answer)
 
 
 # ---------------------------------------------------------------------------------------------
 # Translation in
 
 
-def message_event(message: Message, update_key: str,
-                  photo: IncomingPhoto | None = None) -> IncomingMessage | None:
-    """The neutral event for a message, or None for what nobody should answer."""
+def message_event(message: Message, update_key: str) -> IncomingMessage | None:
+    """The neutral event for a message, or None for what nobody should answer. Its photo is
+    not in it yet: it is downloaded after the update was admitted."""
     user = message.from_user
     if user is None:
         return None
@@ -411,10 +437,12 @@ def message_event(message: Message, update_key: str,
     text: str | None = message.text or message.caption
     location: Location | None = None
     unsupported: Unsupported | None = None
+    problem: str | None = None
     if message.location is not None:
         # A venue carries a location too: "this place" is what the citizen means.
-        location = Location(message.location.latitude, message.location.longitude)
-    elif photo is None and not message.text:
+        location = Location.checked(message.location.latitude, message.location.longitude)
+        problem = None if location is not None else "location.invalid"
+    elif not message.photo and not message.text:
         unsupported = UNSUPPORTED_KINDS.get(kind)
         if unsupported is None:
             if not is_private and kind not in OTHER_USER_CONTENT:
@@ -427,11 +455,11 @@ def message_event(message: Message, update_key: str,
         chat=ChatRef(Platform.TELEGRAM, str(message.chat.id)),
         is_private=is_private,
         text=text,
-        photos=(photo,) if photo is not None else (),
         location=location,
         unsupported=unsupported,
         display_name=user.full_name,
         language_code=user.language_code,
+        problem=problem,
     )
 
 

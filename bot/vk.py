@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import hmac
 import json
 import logging
 import secrets
-import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ from vkbottle import (
 )
 from vkbottle.api.request_rescheduler import ABCRequestRescheduler
 from vkbottle.bot import Bot, BotLabeler
-from vkbottle.polling import BotPolling
 
+from bot.channel import Channel, Draft, PhotoTooLarge, failure
+from bot.lanes import AckFloor, Lanes
+from bot.lease import run_while_holding
 from bot.settings import Settings
 from handlers.core import Core
 from handlers.events import (
@@ -43,17 +46,18 @@ from handlers.events import (
     ButtonPress,
     ChatRef,
     DeliveryError,
-    Event,
     IncomingDocument,
     IncomingMessage,
     IncomingPhoto,
     Location,
     Platform,
+    Progress,
     Reply,
     Response,
     Unsupported,
     UserRef,
 )
+from scheduler.outbox import OutboxSender
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,9 @@ INLINE_LIMITS = (6, 10)  # rows, buttons
 KEYBOARD_LIMITS = (10, 40)
 ROW_LIMIT = 5
 LANG_IDS = {0: "ru", 3: "en"}  # VK client_info.lang_id → our locales
+LONG_POLL_WAIT = 25  # seconds
+POLL_PAUSE_MIN, POLL_PAUSE_MAX = 0.5, 5.0  # back-off while the long poll fails
+CALLBACK_ANSWER_WITHIN = 20.0  # seconds; VK re-sends an event it got no "ok" for
 
 # VK error codes (https://dev.vk.com/ru/reference/errors).
 TOO_MANY_REQUESTS = 6
@@ -104,18 +111,6 @@ class _FailFast(ABCRequestRescheduler):
     async def reschedule(self, ctx_api: Any, method: str, data: dict[str, Any],
                          recent_response: Any) -> dict[str, Any]:
         raise VKUnavailable(f"{method}: VK answered with a non-JSON response")
-
-
-class _DataDirPolling(BotPolling):
-    """BotPolling keeps its `ts` under the current directory; ours lives in the data dir."""
-
-    def __init__(self, api: API, group_id: int | None, state_dir: Path) -> None:
-        super().__init__(api, group_id=group_id, skip_old_events=False)
-        self.state_dir = state_dir
-
-    @property
-    def ts_state_path(self) -> Path:
-        return self.state_dir / "bot-polling" / f"{self.group_id}.json"
 
 
 def build_labeler(on_update: UpdateHandler) -> BotLabeler:
@@ -166,10 +161,6 @@ def delivery_error(error: BaseException) -> DeliveryError:
     if isinstance(error, (aiohttp.ClientError, TimeoutError, OSError, VKUnavailable)):
         return DeliveryError(f"VK unreachable: {type(error).__name__}")
     return DeliveryError(f"VK delivery failed: {type(error).__name__}")
-
-
-def _error_code(error: DeliveryError) -> str:
-    return str(error)  # our DeliveryError messages carry only the code or the error type
 
 
 def _label(text: str) -> str:
@@ -287,7 +278,7 @@ def random_id(dedupe_id: int | None, part: int) -> int:
 class VKTransport:
     platform = Platform.VK
 
-    def __init__(self, settings: Settings, core: Core) -> None:
+    def __init__(self, settings: Settings, core: Core, outbox: OutboxSender | None = None) -> None:
         if settings.vk_token is None:
             raise ValueError("MCU_VK_TOKEN is not set")
         self.settings = settings
@@ -295,15 +286,17 @@ class VKTransport:
         self.api: API | None = None
         self._http: AiohttpClient | None = None
         self._bot: Bot | None = None
-        self._polling: _DataDirPolling | None = None
         self._polling_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
-        self._inflight: set[asyncio.Task[Any]] = set()
-        self._closing = False
         self._clients: dict[int, _ClientCaps] = {}  # by peer id
         self._names: dict[int, str] = {}  # by user id
-        self._peer_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
-            weakref.WeakValueDictionary())
+        self.outbox = outbox or OutboxSender(core.services, {self.platform: self})
+        self.channel = Channel(core, self.outbox, self._send_direct)
+        self.lanes = Lanes()
+        self.cursor = PollCursor(settings.data_dir / "vkbottle" / "bot-polling")
+
+    def use_outbox(self, outbox: OutboxSender) -> None:
+        self.outbox = self.channel.outbox = outbox
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -321,48 +314,105 @@ class VKTransport:
         vk_logger = logging.getLogger("vkbottle")
         if vk_logger.getEffectiveLevel() < logging.INFO:
             vk_logger.setLevel(logging.INFO)
-        self._polling = _DataDirPolling(api, settings.vk_group_id, settings.data_dir / "vkbottle")
-        self._bot = Bot(api=api, labeler=build_labeler(self._on_update), polling=self._polling,
-                        skip_old_events=False)
-        self._closing = False
+        self._bot = Bot(api=api, labeler=build_labeler(self._on_update))
         if settings.vk_callback_enabled:
             await self._start_callback_server()
         else:
-            self._polling_task = asyncio.create_task(self._bot.run_polling(), name="vk-polling")
+            # One process polls a community at a time, so one user's events keep their order.
+            self._polling_task = asyncio.create_task(
+                run_while_holding(self.core.services, f"vk-poller:{settings.vk_group_id}",
+                                  self._poll), name="vk-polling")
             self._polling_task.add_done_callback(self._polling_ended)
 
     async def stop(self) -> None:
-        self._closing = True
-        if self._polling is not None:
-            self._polling.stop()
         if self._polling_task is not None:
             self._polling_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._polling_task
+            await asyncio.gather(self._polling_task, return_exceptions=True)
             self._polling_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await self.drain(timeout=10.0)
-        for task in list(self._inflight):
-            task.cancel()
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self.lanes.close(timeout=10.0)
+        await self.cursor.save()
         if self._http is not None:
             await self._http.close()
             self._http = None
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Wait until the updates being processed are answered (tests; graceful stop)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._inflight and loop.time() < deadline:
-            await asyncio.wait(set(self._inflight), timeout=deadline - loop.time())
+    async def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until the events received so far are handled (tests; graceful stop)."""
+        return await self.lanes.drain(timeout)
 
     @staticmethod
     def _polling_ended(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("VK long polling stopped", exc_info=task.exception())
+            log.error("VK long polling stopped: %s", failure(task.exception()))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ Bots Long Poll
+
+    async def _poll(self) -> None:
+        """Bots Long Poll whose saved `ts` only passes events already handled: after a crash
+        the unfinished events come again, and the processed-update marks drop repeats."""
+        pause = POLL_PAUSE_MIN
+        server: dict[str, Any] | None = None
+        while True:
+            try:
+                if server is None:
+                    server = await self._long_poll_server()
+                    self.cursor.start(await self.cursor.load() or str(server["ts"]))
+                data = await self._check(server)
+            except Exception as error:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from error
+                log.warning("VK long poll failed (%s); retrying in %.1fs",
+                            type(error).__name__, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, POLL_PAUSE_MAX)
+                continue
+            pause = POLL_PAUSE_MIN
+            failed = data.get("failed")
+            if failed == 1:  # the history is gone: what was not fetched cannot be had
+                log.error("VK long poll history lost; continuing from the newest events")
+                self.cursor.jump(str(data.get("ts")))
+                continue
+            if failed in (2, 3):  # the key expired (2) or the server lost our state (3)
+                server = None
+                continue
+            updates = [u for u in data.get("updates") or [] if isinstance(u, dict)]
+            for update, number in zip(updates, self.cursor.batch(str(data.get("ts")),
+                                                                 len(updates)), strict=True):
+                self.lanes.submit(lane_key(update),
+                                  functools.partial(self._handle_event, update, number))
+            await self.cursor.save()
+
+    async def _long_poll_server(self) -> dict[str, Any]:
+        assert self.api is not None
+        group_id = self.settings.vk_group_id
+        if group_id is None:
+            groups = (await self.api.request("groups.getById", {}))["response"]
+            groups = groups.get("groups", groups) if isinstance(groups, dict) else groups
+            group_id = int(groups[0]["id"])
+        self.cursor.group_id = group_id
+        return (await self.api.request("groups.getLongPollServer",
+                                       {"group_id": group_id}))["response"]
+
+    async def _check(self, server: dict[str, Any]) -> dict[str, Any]:
+        assert self._http is not None
+        return await self._http.request_json(
+            url=server["server"], method="POST",
+            params={"act": "a_check", "key": server["key"], "ts": self.cursor.ts,
+                    "wait": LONG_POLL_WAIT},
+            timeout=aiohttp.ClientTimeout(total=LONG_POLL_WAIT + 15))
+
+    async def _handle_event(self, update: dict[str, Any], number: int | None) -> None:
+        try:
+            assert self._bot is not None
+            await self._bot.process_event(update, self.api)
+        except Exception as error:
+            log.error("VK %s event failed: %s", update.get("type"), failure(error))
+        finally:
+            if number is not None:
+                self.cursor.handled(number)
 
     # ------------------------------------------------------------------ Callback API
 
@@ -410,94 +460,70 @@ class VKTransport:
                 return web.Response(status=503, text="not configured")
             return web.Response(text=settings.vk_callback_confirmation.get_secret_value())
         if body.get("type") in (GroupEventType.MESSAGE_NEW, GroupEventType.MESSAGE_EVENT) \
-                and not self._closing and self._bot is not None:
-            # Answer "ok" at once; VK re-sends slow events, and the core drops repeats by
-            # event_id, so processing in the background is at most once.
-            task = asyncio.create_task(self._bot.process_event(body, self.api))
-            self._track(task)
+                and self._bot is not None:
+            # "ok" once the event is handled (VK re-sends an event it got no "ok" for, and
+            # the processed-update marks drop the repeat); a slow one is answered anyway.
+            done = self.lanes.submit(lane_key(body),
+                                     functools.partial(self._handle_event, body, None))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(done), CALLBACK_ANSWER_WITHIN)
         return web.Response(text="ok")
 
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
 
     # ------------------------------------------------------------------ VK → core
+    # These run inside the user's lane, so their order is already fixed.
 
     async def _on_update(self, update: dict[str, Any]) -> None:
-        if self._closing:
-            return
-        task = asyncio.current_task()
-        if task is not None and task not in self._inflight:
-            self._track(task)
         kind = update.get("type")
-        try:
-            if kind == GroupEventType.MESSAGE_NEW:
-                await self._on_message(update)
-            elif kind == GroupEventType.MESSAGE_EVENT:
-                await self._on_button(update)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("VK %s update %s failed", kind, update.get("event_id"))
-
-    def _lock(self, peer_id: int) -> asyncio.Lock:
-        lock = self._peer_locks.get(peer_id)
-        if lock is None:
-            lock = self._peer_locks[peer_id] = asyncio.Lock()
-        return lock
+        if kind == GroupEventType.MESSAGE_NEW:
+            await self._on_message(update)
+        elif kind == GroupEventType.MESSAGE_EVENT:
+            await self._on_button(update)
 
     async def _on_message(self, update: dict[str, Any]) -> None:
         obj = update.get("object") or {}
         message = obj.get("message") or {}
-        peer_id, from_id = int(message.get("peer_id") or 0), int(message.get("from_id") or 0)
-        if from_id <= 0 or message.get("action"):
+        peer_id, from_id = _int(message.get("peer_id")), _int(message.get("from_id"))
+        if from_id <= 0 or peer_id <= 0 or message.get("action"):
             return  # other communities and chat service messages (joins, renames...)
         if isinstance(obj.get("client_info"), dict):
             self._clients[peer_id] = _ClientCaps.from_info(obj["client_info"])
-        lock = self._lock(peer_id)  # one update of a peer at a time keeps the order
-        async with lock:
-            event = await self._message_event(update, message, peer_id, from_id)
-            response = await self.core.handle(event)
-            await self._answer(peer_id, response)
+        await self.channel.process(await self._message_draft(update, message, peer_id,
+                                                             from_id))
 
-    async def _message_event(self, update: dict[str, Any], message: dict[str, Any],
-                             peer_id: int, from_id: int) -> Event:
+    async def _message_draft(self, update: dict[str, Any], message: dict[str, Any],
+                             peer_id: int, from_id: int) -> Draft:
         caps = self._clients.get(peer_id, _ClientCaps())
-        key = str(update.get("event_id") or
-                  f"message_new:{peer_id}:{message.get('conversation_message_id')}")
+        key = update_key(update, "message_new", peer_id, message.get("conversation_message_id"))
         user = UserRef(Platform.VK, str(from_id))
         chat = ChatRef(Platform.VK, str(peer_id))
         private = peer_id < PEER_ID_OFFSET
         name = await self._display_name(from_id)
         payload = _callback_payload(message.get("payload"))
         if payload is not None:  # a text button of a client without callback buttons
-            return ButtonPress(update_key=key, user=user, chat=chat, payload=payload,
-                               is_private=private, display_name=name,
-                               language_code=caps.language)
-        photos: list[IncomingPhoto] = []
+            return Draft(ButtonPress(update_key=key, user=user, chat=chat, payload=payload,
+                                     is_private=private, display_name=name,
+                                     language_code=caps.language))
+        photos: list[VKPhoto] = []
         unsupported: Unsupported | None = None
         document: IncomingDocument | None = None
-        failed_photo = False
         for attachment in message.get("attachments") or []:
-            kind = attachment.get("type")
+            kind = attachment.get("type") if isinstance(attachment, dict) else None
             if kind == "photo":
-                photo = await self._download_photo(attachment.get("photo") or {})
-                if photo is None:
-                    failed_photo = True
-                else:
-                    photos.append(photo)
+                photos.append(VKPhoto(self, attachment.get("photo") or {}))
             elif kind not in _IGNORED_ATTACHMENTS and unsupported is None:
                 unsupported = _UNSUPPORTED.get(str(kind), Unsupported.OTHER)
                 if kind == "doc" and document is None:
                     document = self._document(attachment.get("doc") or {})
         text = (message.get("text") or "").strip() or None
-        location = self._location(message.get("geo"))
-        if failed_photo and not (photos or text or location or unsupported):
-            unsupported = Unsupported.OTHER  # say it did not arrive rather than stay silent
-        return IncomingMessage(update_key=key, user=user, chat=chat, is_private=private,
-                               text=text, photos=tuple(photos), location=location,
-                               unsupported=unsupported, document=document,
-                               display_name=name, language_code=caps.language)
+        geo = message.get("geo")
+        location = self._location(geo)
+        problem = "location.invalid" if geo and location is None else None
+        event = IncomingMessage(update_key=key, user=user, chat=chat, is_private=private,
+                                text=text, location=location, unsupported=unsupported,
+                                document=document, display_name=name,
+                                language_code=caps.language, problem=problem)
+        return Draft(event, photos)
 
     def _document(self, doc: dict[str, Any]) -> IncomingDocument | None:
         """A file, downloaded only if the core keeps it (a staff answer)."""
@@ -510,55 +536,37 @@ class VKTransport:
             f"{title}.{extension}")
 
         async def fetch() -> bytes:
-            if self._http is None:
-                raise DeliveryError("VK transport is not started")
-            async with self._http.request(str(url), method="GET") as response:
-                if response.status != 200:
-                    raise DeliveryError(f"VK document download: HTTP {response.status}")
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > MAX_DOCUMENT_BYTES:
-                        raise DeliveryError("document too large", permanent=True)
-                return bytes(data)
+            data = await self._download(str(url), MAX_DOCUMENT_BYTES)
+            if data is None:
+                raise DeliveryError("document too large", permanent=True)
+            return data
 
         size = doc.get("size")
         return IncomingDocument(filename=filename, mime="application/octet-stream",
                                 size=int(size) if isinstance(size, int) else None, fetch=fetch)
 
+    async def _download(self, url: str, limit: int) -> bytes | None:
+        """The file's bytes, or None when it is over `limit`; raises when unavailable."""
+        if self._http is None:
+            raise DeliveryError("VK transport is not started")
+        async with self._http.request(url, method="GET") as response:
+            if response.status != 200:
+                raise DeliveryError(f"VK download: HTTP {response.status}")
+            if (response.content_length or 0) > limit:
+                return None
+            data = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    return None
+            return bytes(data)
+
     @staticmethod
     def _location(geo: Any) -> Location | None:
-        if not isinstance(geo, dict):
+        if not isinstance(geo, dict) or not isinstance(geo.get("coordinates"), dict):
             return None
-        coordinates = geo.get("coordinates") or {}
-        try:
-            return Location(float(coordinates["latitude"]), float(coordinates["longitude"]))
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    async def _download_photo(self, photo: dict[str, Any]) -> IncomingPhoto | None:
-        size = largest_size(photo)
-        if size is None or self._http is None:
-            return None
-        source_id = f"photo{photo.get('owner_id')}_{photo.get('id')}"
-        try:
-            async with self._http.request(str(size["url"]), method="GET") as response:
-                if response.status != 200 or (response.content_length or 0) > MAX_PHOTO_BYTES:
-                    log.warning("VK photo %s not taken: HTTP %s, %s bytes", source_id,
-                                response.status, response.content_length)
-                    return None
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > MAX_PHOTO_BYTES:
-                        log.warning("VK photo %s is over %d bytes", source_id, MAX_PHOTO_BYTES)
-                        return None
-        except (aiohttp.ClientError, TimeoutError) as error:
-            log.warning("VK photo %s download failed: %s", source_id, type(error).__name__)
-            return None
-        data_bytes = bytes(data)
-        return IncomingPhoto(data_bytes, mime=image_mime(data_bytes), width=size.get("width"),
-                             height=size.get("height"), source_id=source_id)
+        coordinates = geo["coordinates"]
+        return Location.checked(coordinates.get("latitude"), coordinates.get("longitude"))
 
     async def _display_name(self, user_id: int) -> str | None:
         if user_id in self._names:
@@ -568,7 +576,7 @@ class VKTransport:
         try:
             users = (await self.api.request("users.get", {"user_ids": user_id}))["response"]
         except Exception as error:  # a name is a nicety: never fail the message for it
-            log.warning("VK users.get for %s failed: %s", user_id, delivery_error(error))
+            log.warning("VK users.get failed: %s", delivery_error(error))
             return None
         if not users:
             return None
@@ -578,28 +586,25 @@ class VKTransport:
 
     async def _on_button(self, update: dict[str, Any]) -> None:
         obj = update.get("object") or {}
-        peer_id, user_id = int(obj.get("peer_id") or 0), int(obj.get("user_id") or 0)
+        peer_id, user_id = _int(obj.get("peer_id")), _int(obj.get("user_id"))
         callback_id = str(obj.get("event_id") or "")
-        if user_id <= 0:
+        if user_id <= 0 or peer_id <= 0:
             return
-        key = str(update.get("event_id") or
-                  f"message_event:{peer_id}:{obj.get('conversation_message_id')}:{callback_id}")
+        key = update_key(update, "message_event", peer_id,
+                         f"{obj.get('conversation_message_id')}:{callback_id}")
         caps = self._clients.get(peer_id, _ClientCaps())
-        async with self._lock(peer_id):
-            event = ButtonPress(
-                update_key=key, user=UserRef(Platform.VK, str(user_id)),
-                chat=ChatRef(Platform.VK, str(peer_id)),
-                payload=_callback_payload(obj.get("payload")) or "",
-                is_private=peer_id < PEER_ID_OFFSET,
-                display_name=await self._display_name(user_id), language_code=caps.language)
-            try:
-                response = await self.core.handle(event)
-            except Exception:
-                # Answer anyway, so the client's spinner stops even when handling failed.
-                await self._answer_button(callback_id, user_id, peer_id, None)
-                raise
+        event = ButtonPress(
+            update_key=key, user=UserRef(Platform.VK, str(user_id)),
+            chat=ChatRef(Platform.VK, str(peer_id)),
+            payload=_callback_payload(obj.get("payload")) or "",
+            is_private=peer_id < PEER_ID_OFFSET,
+            display_name=await self._display_name(user_id), language_code=caps.language)
+
+        async def answer(response: Response) -> None:
+            # Answered before the replies, so the client's spinner stops at once.
             await self._answer_button(callback_id, user_id, peer_id, response.notice)
-            await self._answer(peer_id, response)
+
+        await self.channel.process(Draft(event), decided=answer)
 
     async def _answer_button(self, callback_id: str, user_id: int, peer_id: int,
                              notice: str | None) -> None:
@@ -612,42 +617,46 @@ class VKTransport:
         try:
             await self.api.request("messages.sendMessageEventAnswer", params)
         except Exception as error:
-            log.warning("VK event answer to peer %s failed: %s", peer_id, delivery_error(error))
-
-    async def _answer(self, peer_id: int, response: Response) -> None:
-        # Direct replies go out one after another; the outbox paces queued messages.
-        for reply in response.replies:
-            try:
-                await self._deliver(peer_id, reply)
-            except DeliveryError as error:
-                log.warning("VK reply to peer %s failed: %s", peer_id, _error_code(error))
+            log.warning("VK event answer failed: %s", delivery_error(error))
 
     # ------------------------------------------------------------------ core → VK
 
-    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None) -> None:
-        try:
-            peer_id = int(chat_id)
-        except ValueError:
-            raise DeliveryError(f"not a VK peer id: {chat_id!r}", permanent=True) from None
-        await self._deliver(peer_id, reply, dedupe_id)
-
-    async def _deliver(self, peer_id: int, reply: Reply, dedupe_id: int | None = None) -> None:
-        """Render one neutral reply as one or more VK messages; raises DeliveryError."""
+    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None,
+                   progress: Progress | None = None) -> None:
+        """Render one neutral reply as VK messages and send those not yet delivered; raises
+        DeliveryError. Each message's random_id comes from the outbox row and its position,
+        so VK drops a repeat after a crash."""
         api = self.api
         if api is None:
             raise DeliveryError("VK transport is not started")
         try:
-            for index, params in enumerate(await self._render(api, peer_id, reply)):
+            peer_id = int(chat_id)
+        except ValueError:
+            raise DeliveryError("not a VK peer id", permanent=True) from None
+        progress = progress or Progress()
+        try:
+            messages = await self._render(api, peer_id, reply)
+        except Exception as error:
+            raise delivery_error(error) from error
+        for index in range(progress.start, len(messages)):
+            if progress.before_part is not None:
+                await progress.before_part()
+            try:
                 await api.request("messages.send", {
                     "peer_id": peer_id,
                     "random_id": random_id(dedupe_id, index),
                     "disable_mentions": 1,  # a citizen's "@all" must not ping a staff chat
-                    **params,
+                    **messages[index],
                 })
-        except DeliveryError:
-            raise
-        except Exception as error:
-            raise delivery_error(error) from error
+            except Exception as error:
+                raise delivery_error(error) from error
+            if progress.after_part is not None:
+                await progress.after_part(index + 1)
+
+    async def _send_direct(self, chat_id: str, replies: Sequence[Reply]) -> None:
+        """Replies that could not be queued (the database was away): one attempt each."""
+        for reply in replies:
+            await self.send(chat_id, reply)
 
     async def _render(self, api: API, peer_id: int, reply: Reply) -> list[dict[str, Any]]:
         text = compose_text(reply)
@@ -697,6 +706,127 @@ class VKTransport:
             else:
                 log.warning("document for peer %s is gone from disk", peer_id)
         return attachments
+
+
+@dataclass(frozen=True)
+class VKPhoto:
+    """A photo attachment, downloaded only once the message has been admitted."""
+
+    transport: VKTransport
+    photo: dict[str, Any]
+
+    async def fetch(self) -> IncomingPhoto:
+        size = largest_size(self.photo)
+        if size is None:
+            raise DeliveryError("photo without a size")
+        data = await self.transport._download(str(size["url"]), MAX_PHOTO_BYTES)
+        if data is None:
+            raise PhotoTooLarge
+        if not data:
+            raise DeliveryError("empty photo")
+        return IncomingPhoto(data, mime=image_mime(data), width=size.get("width"),
+                             height=size.get("height"),
+                             source_id=f"photo{self.photo.get('owner_id')}_{self.photo.get('id')}")
+
+
+def _int(value: Any) -> int:
+    """An id from an untrusted event; 0 when it is not a sane integer."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        return 0
+    return number if 0 < number < 2**53 else 0
+
+
+def lane_key(update: dict[str, Any]) -> tuple[str, int]:
+    """The user an event belongs to, read before anything else looks at it."""
+    obj = update.get("object") if isinstance(update.get("object"), dict) else {}
+    assert isinstance(obj, dict)
+    message = obj.get("message") if isinstance(obj.get("message"), dict) else {}
+    assert isinstance(message, dict)
+    user = _int(message.get("from_id")) or _int(obj.get("user_id"))
+    return ("user", user)
+
+
+def update_key(update: dict[str, Any], kind: str, peer_id: int, detail: Any) -> str:
+    """VK's event_id; without one, a digest that does not spell out the user's peer id."""
+    if update.get("event_id"):
+        return str(update["event_id"])[:128]
+    digest = hashlib.sha256(f"{kind}:{peer_id}:{detail}".encode()).hexdigest()[:40]
+    return f"{kind}:{digest}"
+
+
+class PollCursor:
+    """The long poll's `ts`, saved only as far as the events before it were handled.
+
+    Each batch of events starts at the `ts` it was asked for; events get local sequence
+    numbers, and the saved `ts` is the start of the oldest batch with an event still under
+    way (or the newest `ts` when nothing is)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.ts: str | None = None
+        self._floor = AckFloor()
+        self._next = 0
+        self._batches: list[tuple[int, str]] = []  # (first number, ts it was asked with)
+        self.group_id: int | str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.state_dir / f"{self.group_id or 'default'}.json"
+
+    def start(self, ts: str) -> None:
+        self.ts = ts
+
+    def jump(self, ts: str) -> None:
+        self.ts = ts
+        self._batches.clear()
+
+    def batch(self, new_ts: str, count: int) -> range:
+        first = self._next
+        if count:
+            assert self.ts is not None
+            self._batches.append((first, self.ts))
+        self._next += count
+        for number in range(first, self._next):
+            self._floor.received(number)
+        self.ts = new_ts
+        return range(first, self._next)
+
+    def handled(self, number: int) -> None:
+        self._floor.handled(number)
+
+    def saved_ts(self) -> str | None:
+        floor = self._floor.floor()
+        if floor >= self._next:  # nothing under way: the newest ts
+            self._batches.clear()
+            return self.ts
+        while len(self._batches) > 1 and self._batches[1][0] <= floor:
+            self._batches.pop(0)  # wholly handled
+        return self._batches[0][1]
+
+    async def load(self) -> str | None:
+        try:
+            text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
+            ts = json.loads(text).get("ts")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return str(ts) if ts is not None else None
+
+    async def save(self) -> None:
+        ts = self.saved_ts()
+        if ts is None:
+            return
+        await asyncio.to_thread(_write_atomically, self.path, json.dumps({"ts": ts}))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
 
 
 __all__ = ["VKTransport", "build_labeler", "delivery_error"]

@@ -13,6 +13,7 @@ from handlers.clock import Clock
 from handlers.files import FileStore
 from handlers.org import Organisation
 from handlers.rules.calendar import WorkCalendar
+from handlers.topics import TopicSuggester
 
 PRIVACY_POLICY_VERSION = "2026-11-01"
 
@@ -27,6 +28,8 @@ class Services:
     default_locale: str = "ru"
     flood_limit_per_minute: int = 20
     bot_username: str | None = None
+    # Topic suggestions from free text (handlers/topics); None where nothing suggests.
+    topics: TopicSuggester | None = None
     # Called after a commit that queued outbound messages, to wake the sender at once.
     on_outbox: Callable[[], None] = field(default=lambda: None)
 

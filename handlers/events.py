@@ -6,6 +6,7 @@ aiogram or vkbottle object. Identities are (platform, id) pairs, never bare ints
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -58,6 +59,19 @@ class Location:
     latitude: float
     longitude: float
 
+    @classmethod
+    def checked(cls, latitude: object, longitude: object) -> Location | None:
+        """A location from untrusted numbers, or None when they are not a place on Earth."""
+        try:
+            lat, lon = float(latitude), float(longitude)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if not (math.isfinite(lat) and math.isfinite(lon)):
+            return None
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            return None
+        return cls(lat, lon)
+
 
 # Kinds of content the core does not accept as a report, named so the reply can say what it got.
 class Unsupported(StrEnum):
@@ -85,6 +99,13 @@ class IncomingMessage:
     document: IncomingDocument | None = None  # set with unsupported=DOCUMENT
     display_name: str | None = None
     language_code: str | None = None
+    # What the transport could not take from the message, as a text key the core says
+    # ("photo.too_large", "photo.unavailable", "location.invalid").
+    problem: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.text or self.photos or self.location or self.unsupported)
 
 
 @dataclass(frozen=True)
@@ -178,11 +199,27 @@ class Reply:
 @dataclass
 class Response:
     """What the core decided for one event: replies into the same chat, and for a button press
-    an optional short notice (a Telegram callback answer / a VK snackbar)."""
+    an optional short notice (a Telegram callback answer / a VK snackbar).
+
+    The replies were queued in the outbox in the turn's own transaction (`queued` is true), so
+    they survive a transport failure; the transport asks the sender to deliver them at once.
+    A reply that could not be queued (the database was unreachable) is sent directly, once.
+    """
 
     replies: list[Reply] = field(default_factory=list)
     notice: str | None = None
-    edit_source: bool = False  # remove the buttons of the message that was pressed
+    queued: bool = False
+
+
+@dataclass
+class Progress:
+    """Where a multi-part delivery stands. A reply may become several visible messages (an
+    album, a photo, text parts); each has its own durable mark, so a retry resumes after the
+    parts that arrived and never sends one twice."""
+
+    start: int = 0  # parts already delivered
+    before_part: Callable[[], Awaitable[None]] | None = None  # pacing (rate limits)
+    after_part: Callable[[int], Awaitable[None]] | None = None  # marks `n` parts delivered
 
 
 class DeliveryError(Exception):

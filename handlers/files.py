@@ -36,3 +36,17 @@ def safe_suffix(filename: str | None) -> str | None:
     """The extension of a user's file name, if it is a plain one (".docx"), for readability."""
     suffix = Path(filename or "").suffix.lower()
     return suffix if 1 < len(suffix) <= 8 and suffix[1:].isalnum() else None
+
+
+def orphans(root: Path, known: set[str], before: float) -> list[str]:
+    """Files under attachments/ that no attachment row names and that were last written
+    before the POSIX time `before` (a file is saved just before its row is committed)."""
+    folder = root / "attachments"
+    if not folder.exists():
+        return []
+    found = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(root).as_posix()
+        if path.is_file() and relative not in known and path.stat().st_mtime < before:
+            found.append(relative)
+    return sorted(found)

@@ -1,37 +1,34 @@
-"""Per-user flood control: a sliding window, so one noisy user never slows the others."""
+"""Per-user flood control, shared by every process through the database.
+
+Fixed one-minute windows: a user may send `limit` messages in a window; past that, messages
+are dropped before anything is downloaded, and the user is told once per window.
+"""
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import flood
+
+WINDOW = timedelta(minutes=1)
 
 
-class FloodGuard:
-    def __init__(self, limit: int, window: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._hits: dict[tuple[str, str], deque[float]] = {}
-        self._warned: set[tuple[str, str]] = set()
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    warn: bool = False  # refused, and the user has not been told yet in this window
 
-    def allow(self, key: tuple[str, str]) -> bool:
-        now = self._clock()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return False
-        hits.append(now)
-        self._warned.discard(key)
-        if len(self._hits) > 10_000:  # forget idle users so memory stays bounded
-            self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self.window}
-        return True
 
-    def first_refusal(self, key: tuple[str, str]) -> bool:
-        """True once per burst, so the polite reply is not itself a flood."""
-        if key in self._warned:
-            return False
-        self._warned.add(key)
-        return True
+async def count_message(session: AsyncSession, user: tuple[str, str], now: datetime,
+                        limit: int) -> Verdict:
+    platform, user_id = user
+    count, warned = await flood.bump(session, platform, user_id, now, WINDOW)
+    if count <= limit:
+        return Verdict(allowed=True)
+    if warned:
+        return Verdict(allowed=False)
+    await flood.mark_warned(session, platform, user_id)
+    return Verdict(allowed=False, warn=True)

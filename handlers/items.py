@@ -63,6 +63,9 @@ class NewItem:
     registered_by_id: int | None = None
     no_answer: bool = False
     attachment_ids: tuple[int, ...] = ()
+    # What the topic suggester proposed (handlers/topics), kept to measure its use.
+    suggested_topic: str | None = None
+    suggestion_score: float | None = None
 
 
 def build_item(services: Services, new: NewItem, number: str,
@@ -84,7 +87,9 @@ def build_item(services: Services, new: NewItem, number: str,
         block_id=block.id, text=new.text, address=new.address, latitude=new.latitude,
         longitude=new.longitude, post_url=new.post_url, citizen_id=new.citizen_id,
         reply_account_id=new.reply_account_id, registered_by_id=new.registered_by_id,
-        no_answer=new.no_answer, received_at=new.received_at, registered_at=registered_at,
+        no_answer=new.no_answer, suggested_topic=new.suggested_topic,
+        suggestion_score=new.suggestion_score, received_at=new.received_at,
+        registered_at=registered_at,
         created_at=now, updated_at=now, registration_due=deadlines.registration_due,
         forward_due=deadlines.forward_due, first_reaction_due=deadlines.first_reaction_due,
         answer_due=deadlines.answer_due, original_answer_due=deadlines.answer_due,

@@ -55,6 +55,10 @@ class Topic(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str = Field(min_length=1)
     title_en: str = Field(min_length=1)
+    # What the topic covers, in the residents' words, and example messages: both train the
+    # topic suggester (handlers/topics), so a new topic needs no code change.
+    description: str = ""
+    phrases: list[str] = []
 
     def label(self, locale: str) -> str:
         return self.title_en if locale == "en" else self.title

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,3 +56,36 @@ async def enqueue_once(session: AsyncSession, chat: ChatRef, reply: Reply, *, ke
     except IntegrityError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention: what a message said is kept only while it may still be delivered.
+
+# Rows that will never be sent: their text is kept this long, for staff to see what failed.
+FAILED_RETENTION = timedelta(days=7)
+FINAL_FAILURES = ("failed", "undeliverable", "cancelled")
+
+
+def redacted_payload(text: str = "", buttons: list[Any] | None = None) -> dict[str, Any]:
+    """A payload with the content removed; still a valid Reply, marked so it is done once."""
+    payload: dict[str, Any] = Reply(text).to_json()
+    payload["buttons"] = buttons or []
+    payload["redacted"] = True
+    return payload
+
+
+async def redact_stale_outbox(session: AsyncSession, now: datetime,
+                              older_than: timedelta = FAILED_RETENTION) -> int:
+    """Empty the payloads of rows that failed for good (failed, undeliverable, cancelled)
+    more than `older_than` ago. Delivered rows are redacted by the sender as soon as every
+    part is out. Returns how many rows were redacted now."""
+    rows = (await session.execute(
+        select(OutboxMessage.id, OutboxMessage.payload)
+        .where(OutboxMessage.status.in_(FINAL_FAILURES),
+               OutboxMessage.created_at < now - older_than))).all()
+    ids = [row_id for row_id, payload in rows if not (payload or {}).get("redacted")]
+    for start in range(0, len(ids), 500):
+        await session.execute(update(OutboxMessage)
+                              .where(OutboxMessage.id.in_(ids[start:start + 500]))
+                              .values(payload=redacted_payload()))
+    return len(ids)

@@ -7,6 +7,7 @@ the state, the role and the item before doing anything.
 from __future__ import annotations
 
 MAX_BYTES = 64
+MAX_INT = 2**31 - 1  # ids are 32-bit integers in PostgreSQL; a forged bigger one is no id
 
 
 def make(verb: str, *args: object) -> str:
@@ -23,6 +24,11 @@ def parse(payload: str) -> tuple[str, list[str]]:
 
 def int_arg(args: list[str], index: int) -> int | None:
     try:
-        return int(args[index])
-    except (IndexError, ValueError):
+        value = args[index]
+    except IndexError:
         return None
+    # Only plain digits: int() would also take "+1", "1_000" and 4,300-digit numbers.
+    if not value.isascii() or not value.isdigit() or len(value) > 10:
+        return None
+    number = int(value)
+    return number if number <= MAX_INT else None

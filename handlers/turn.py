@@ -26,6 +26,11 @@ class Turn:
     queued: int = 0
     notice: str | None = None
     replies: list[Reply] = field(default_factory=list)
+    # Files written during the turn are removed if it rolls back; deletions wait for the
+    # commit, so a failed turn never loses a file that the database still points to.
+    keep_out_of_outbox: bool = False  # only after an erasure: see citizen.privacy.forget
+    saved_files: list[str] = field(default_factory=list)
+    files_to_delete: list[str] = field(default_factory=list)
 
     @property
     def now(self) -> datetime:
@@ -44,6 +49,14 @@ class Turn:
 
     def say(self, key: str, **values: object) -> None:
         self.replies.append(Reply(self.t(key, **values)))
+
+    def save_file(self, data: bytes, mime: str, filename: str | None = None) -> str:
+        path = self.services.files.save(data, mime, self.now, filename)
+        self.saved_files.append(path)
+        return path
+
+    def delete_file_after_commit(self, path: str) -> None:
+        self.files_to_delete.append(path)
 
     def send(self, chat: ChatRef, reply: Reply, *, audience: str, item_id: int | None = None,
              not_before: datetime | None = None) -> None:

@@ -16,10 +16,11 @@ from sqlalchemy import delete
 
 from handlers.citizen.polls import send_polls
 from handlers.context import Services
+from handlers.erasure_cleanup import remove_orphan_files
 from handlers.events import OutgoingPhoto, Reply
 from handlers.i18n import translator
 from handlers.org import Role
-from handlers.outbox import enqueue_once
+from handlers.outbox import enqueue_once, redact_stale_outbox
 from handlers.staff.recipients import chat_of, group_chats, staff_accounts, staff_ids_with_role
 from handlers.summaries import build_summary, chart, render, weekly_trend
 from handlers.sweeps import send_escalations, send_reminders
@@ -109,10 +110,16 @@ async def weekly_summary(services: Services, now: datetime, force: bool = False)
 
 async def housekeeping(services: Services, now: datetime, force: bool = False) -> int:
     """Forget processed update ids after 3 days: Telegram keeps updates for 24 h and may start
-    a new id sequence after a quiet week, so old ids must not shadow new messages."""
+    a new id sequence after a quiet week, so old ids must not shadow new messages. Empty the
+    outbox rows that will never be delivered once their retention is over, and delete the
+    attachment files no row names (152-ФЗ)."""
     async with services.sessions() as session, session.begin():
         await session.execute(delete(ProcessedUpdate)
                               .where(ProcessedUpdate.processed_at < now - timedelta(days=3)))
+        redacted = await redact_stale_outbox(session, now)
+    if redacted:
+        log.info("housekeeping: %d undelivered outbox row(s) redacted", redacted)
+    await remove_orphan_files(services)
     return 0
 
 
@@ -122,7 +129,9 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("polls", polls, "satisfaction polls, reminders, expiry (every 10 min)"),
     Job("daily_summary", daily_summary, "daily summary to the chairman's group (09:00)"),
     Job("weekly_summary", weekly_summary, "weekly summary to the curator (Monday 09:00)"),
-    Job("housekeeping", housekeeping, "forget processed update ids after 3 days (hourly)"),
+    Job("housekeeping", housekeeping, "forget processed update ids after 3 days, redact "
+                                      "undelivered outbox rows after 7 days, delete orphan "
+                                      "files (hourly)"),
 )}
 
 

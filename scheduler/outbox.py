@@ -1,9 +1,18 @@
 """Durable delivery: the outbox sender.
 
-Rows are claimed with a conditional UPDATE (a lease), so two processes never send the same row
-at once; a row is marked sent right after the transport accepted it. A crash between the send
-and the mark can repeat at most that one message after the lease expires (at-least-once), and
-a per-chat order is kept by never sending a later row of a chat while an earlier one waits.
+Every message the bot sends is an outbox row written in the same transaction as the change
+that caused it. The sender delivers rows chat by chat:
+- per-chat order among the rows that are due: a row held for later (`not_before`, e.g. an
+  escalation waiting for 09:00) never blocks one that is due now, while a row waiting for a
+  retry does block the later rows of its chat, so they never overtake it;
+- a row is claimed with a conditional UPDATE (a lease), so two processes never send it at
+  once, and a chat is served by one task of a process at a time;
+- each visible part of a row (photo, album, text part) is marked as it arrives
+  (`parts_sent`), so a retry resumes after it and a part is never sent twice;
+- a delivered row's payload is redacted at once: no personal data stays in sent messages.
+
+A crash between a part's send and its mark can repeat that one part after the lease expires
+(at-least-once; VK drops the repeat by random_id, Telegram has no idempotency key).
 """
 
 from __future__ import annotations
@@ -12,13 +21,16 @@ import asyncio
 import contextlib
 import logging
 import random
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from handlers.context import Services
-from handlers.events import DeliveryError, Reply
+from handlers.events import DeliveryError, Progress, Reply
+from handlers.outbox import redacted_payload
 from scheduler.limits import RateLimiter
 from storage.models import Account, OutboxMessage
 
@@ -26,14 +38,40 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
 RETRY_WINDOW = timedelta(hours=24)
-BATCH = 500
+CHATS_PER_SWEEP = 500
+ROWS_PER_CHAT = 50
 CONCURRENT_CHATS = 16
+# Replies answer the user who just wrote (in a private chat or a group); the rest are
+# notifications nobody asked for at that moment.
+REPLY_AUDIENCES = frozenset({"reply", "group_reply"})
+GROUP_AUDIENCES = frozenset({"group", "group_reply"})
+PERSONAL_AUDIENCES = frozenset({"reply", "citizen"})  # a private chat is a messenger id
 
 
 def backoff(attempts: int) -> timedelta:
     """Exponential back-off with jitter: 2 s, 4 s, 8 s … capped at 15 minutes."""
     base = min(2 ** attempts, 900)
     return timedelta(seconds=base * random.uniform(0.5, 1.0))
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    due: int
+    held: int
+    failed: int
+
+
+async def outbox_counts(services: Services, now: datetime) -> OutboxCounts:
+    """What `mcu jobs list` shows for the outbox: due now, held for later, failed."""
+    async with services.sessions() as session:
+        pending = OutboxMessage.status == "pending"
+        due = await session.scalar(select(func.count()).where(
+            pending, OutboxMessage.not_before <= now))
+        held = await session.scalar(select(func.count()).where(
+            pending, OutboxMessage.not_before > now))
+        failed = await session.scalar(select(func.count()).where(
+            OutboxMessage.status.in_(("failed", "undeliverable"))))
+    return OutboxCounts(due or 0, held or 0, failed or 0)
 
 
 class OutboxSender:
@@ -45,6 +83,11 @@ class OutboxSender:
         self.idle_interval = idle_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._chat_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary())
+        # Platforms whose last delivery failed transiently: the first success after that
+        # makes the waiting rows due at once instead of after their back-off.
+        self._degraded: set[str] = set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -71,38 +114,66 @@ class OutboxSender:
             if sent:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.idle_interval)
+                async with asyncio.timeout(self.idle_interval):
+                    await self._wake.wait()
 
     async def sweep(self, now: datetime | None = None) -> int:
-        """Deliver what is due; returns how many messages were sent.
-
-        Chats are served concurrently (the rate limiter keeps the totals), the messages of one
-        chat strictly in order: a later one never overtakes an earlier one that must wait.
-        """
+        """Deliver what is due in every chat; returns how many rows were delivered."""
         now = now or self.services.now()
         async with self.services.sessions() as session:
-            rows = (await session.scalars(
-                select(OutboxMessage)
+            chats = (await session.execute(
+                select(OutboxMessage.platform, OutboxMessage.chat_id)
                 .where(OutboxMessage.status == "pending",
-                       OutboxMessage.platform.in_(list(self.transports)))
-                .order_by(OutboxMessage.id).limit(BATCH))).all()
-        by_chat: dict[tuple[str, str], list[OutboxMessage]] = {}
-        for row in rows:
-            by_chat.setdefault((row.platform, row.chat_id), []).append(row)
+                       OutboxMessage.platform.in_(list(self.transports)),
+                       OutboxMessage.not_before <= now,
+                       OutboxMessage.next_attempt_at <= now,
+                       or_(OutboxMessage.claimed_until.is_(None),
+                           OutboxMessage.claimed_until < now))
+                .group_by(OutboxMessage.platform, OutboxMessage.chat_id)
+                .order_by(func.min(OutboxMessage.id)).limit(CHATS_PER_SWEEP))).all()
         gate = asyncio.Semaphore(CONCURRENT_CHATS)
 
-        async def serve_chat(chat_rows: list[OutboxMessage]) -> int:
-            sent = 0
+        async def serve(platform: str, chat_id: str) -> int:
             async with gate:
-                for row in chat_rows:
-                    if row.next_attempt_at > now or row.not_before > now:
-                        break
-                    if not await self._claim(row.id, now) or not await self._deliver(row, now):
-                        break
-                    sent += 1
-            return sent
+                return await self.deliver_chat(platform, chat_id, now)
 
-        return sum(await asyncio.gather(*(serve_chat(r) for r in by_chat.values())))
+        return sum(await asyncio.gather(*(serve(p, c) for p, c in chats)))
+
+    async def deliver_chat(self, platform: str, chat_id: str,
+                           now: datetime | None = None) -> int:
+        """Deliver the due rows of one chat in order; stop at the first that must wait.
+
+        Transports call this right after a turn's commit, so a reply reaches the user in the
+        same turn when the messenger is healthy, and is retried in order when it is not.
+        """
+        if platform not in self.transports:
+            return 0
+        key = (platform, chat_id)
+        lock = self._chat_locks.get(key)
+        if lock is None:
+            lock = self._chat_locks[key] = asyncio.Lock()
+        async with lock:
+            now = now or self.services.now()
+            sent = 0
+            while True:
+                rows = await self._chat_queue(platform, chat_id, now)
+                for row in rows:
+                    if row.next_attempt_at > now or not await self._claim(row.id, now):
+                        return sent  # in back-off, or another process serves this chat
+                    if not await self._deliver(row, now):
+                        return sent
+                    sent += 1
+                if len(rows) < ROWS_PER_CHAT:
+                    return sent
+
+    async def _chat_queue(self, platform: str, chat_id: str,
+                          now: datetime) -> list[OutboxMessage]:
+        async with self.services.sessions() as session:
+            return list((await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id,
+                       OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
+                .order_by(OutboxMessage.id).limit(ROWS_PER_CHAT))).all())
 
     async def _claim(self, row_id: int, now: datetime) -> bool:
         async with self.services.sessions() as session, session.begin():
@@ -116,10 +187,22 @@ class OutboxSender:
 
     async def _deliver(self, row: OutboxMessage, now: datetime) -> bool:
         transport = self.transports[row.platform]
-        await self.limiter.acquire(row.platform, row.chat_id, group=row.audience == "group")
+        group = row.audience in GROUP_AUDIENCES
+
+        async def pace() -> None:
+            await self.limiter.acquire(row.platform, row.chat_id, group=group,
+                                       direct=row.audience in REPLY_AUDIENCES)
+
+        async def mark(parts: int) -> None:
+            row.parts_sent = parts
+            async with self.services.sessions() as session, session.begin():
+                await session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
+                                      .values(parts_sent=parts))
+
+        progress = Progress(start=row.parts_sent, before_part=pace, after_part=mark)
         try:
             await transport.send(row.chat_id, Reply.from_json(row.payload),  # type: ignore[attr-defined]
-                                 dedupe_id=row.id)
+                                 dedupe_id=row.id, progress=progress)
         except DeliveryError as error:
             await self._failed(row, now, error)
             return False
@@ -127,11 +210,30 @@ class OutboxSender:
             log.exception("unexpected delivery error for outbox row %s", row.id)
             await self._failed(row, now, DeliveryError(type(error).__name__))
             return False
+        # Delivered: neither the content nor a citizen's chat id is kept any longer.
+        values: dict[str, object] = {"status": "sent", "sent_at": self.services.now(),
+                                     "attempts": row.attempts + 1, "claimed_until": None,
+                                     "payload": redacted_payload()}
+        if row.audience in PERSONAL_AUDIENCES:
+            values["chat_id"] = ""
         async with self.services.sessions() as session, session.begin():
             await session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
-                                  .values(status="sent", sent_at=self.services.now(),
-                                          attempts=row.attempts + 1, claimed_until=None))
+                                  .values(**values))
+        if row.platform in self._degraded:
+            await self._recovered(row.platform)
         return True
+
+    async def _recovered(self, platform: str) -> None:
+        """The messenger answers again: rows waiting out their back-off are due now."""
+        self._degraded.discard(platform)
+        now = self.services.now()
+        async with self.services.sessions() as session, session.begin():
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.platform == platform, OutboxMessage.status == "pending",
+                       OutboxMessage.attempts > 0, OutboxMessage.next_attempt_at > now)
+                .values(next_attempt_at=now))
+        self.wake()
 
     async def _failed(self, row: OutboxMessage, now: datetime, error: DeliveryError) -> None:
         attempts = row.attempts + 1
@@ -147,6 +249,8 @@ class OutboxSender:
             values["next_attempt_at"] = now + delay
             if error.retry_after is not None:
                 self.limiter.pause(row.platform, error.retry_after)
+            else:
+                self._degraded.add(row.platform)
         log.warning("delivery of outbox row %s failed (%s): %s", row.id,
                     values.get("status", "will retry"), error)
         async with self.services.sessions() as session, session.begin():

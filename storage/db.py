@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,13 @@ def ensure_sqlite_dir(url: str) -> None:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
+
+log = logging.getLogger(__name__)
+
+# aiosqlite logs every statement with its parameters at DEBUG: names and message texts would
+# reach the log whenever debug logging is on (`mcu -v`). SQLAlchemy's own loggers are quiet
+# unless asked (echo).
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0  # seconds
 
@@ -58,6 +68,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_millis: int = 3000
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_millis)}")
+    # Deleted and overwritten values are zeroed in the file, not left in free space (erasure
+    # under 152-ФЗ must not leave the old text readable in the database file).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
     # Take over transaction control from the driver so that SAVEPOINT works (SQLAlchemy docs,
     # "Serializable isolation / Savepoints / Transactional DDL" for pysqlite/aiosqlite).
@@ -72,3 +85,25 @@ def _sqlite_begin(connection: Any) -> None:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def scrub_freed_pages(engine: AsyncEngine) -> None:
+    """After an erasure: SQLite's write-ahead log still holds the pages as they were before;
+    a TRUNCATE checkpoint copies the current pages into the database file and empties the log.
+    PostgreSQL drops old row versions by itself (autovacuum)."""
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        return
+    path = engine.url.database
+
+    def checkpoint() -> tuple[int, int, int]:
+        connection = sqlite3.connect(path, timeout=30)
+        try:
+            busy, log_pages, copied = connection.execute(
+                "PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return busy, log_pages, copied
+        finally:
+            connection.close()
+
+    busy, _, _ = await asyncio.to_thread(checkpoint)
+    if busy:
+        log.warning("the write-ahead log was busy; old pages leave it at a later checkpoint")

@@ -188,6 +188,10 @@ class Item(Base):
     place_key: Mapped[str | None] = mapped_column(String(200))
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"), index=True)
     no_answer: Mapped[bool] = mapped_column(Boolean, default=False)  # 59-ФЗ art. 11
+    # The topic the suggester proposed when the item was registered and its score (0..1), so
+    # «how often was the suggestion accepted» is `topic == suggested_topic` over the items.
+    suggested_topic: Mapped[str | None] = mapped_column(String(64))
+    suggestion_score: Mapped[float | None] = mapped_column(Float)
 
     received_at: Mapped[datetime]
     registered_at: Mapped[datetime]
@@ -273,6 +277,20 @@ class ItemEvent(Base):
     from_status: Mapped[str | None] = mapped_column(String(24))
     to_status: Mapped[str | None] = mapped_column(String(24))
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class TopicCorrection(Base):
+    """A head moved an item to another block and named its right topic: a labelled example
+    for retraining the topic suggester (`mcu topics export-corrections`)."""
+
+    __tablename__ = "topic_corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    from_topic: Mapped[str] = mapped_column(String(64))
+    to_topic: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    at: Mapped[datetime]
 
 
 class Attachment(Base):

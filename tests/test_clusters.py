@@ -52,7 +52,8 @@ async def items(services) -> list[Item]:
 async def outbox_to(services, chat_id: str, platform: str = "telegram") -> list[OutboxMessage]:
     async with services.sessions() as session:
         return list((await session.scalars(select(OutboxMessage).where(
-            OutboxMessage.chat_id == chat_id, OutboxMessage.platform == platform)
+            OutboxMessage.chat_id == chat_id, OutboxMessage.platform == platform,
+            OutboxMessage.audience != "reply")
             .order_by(OutboxMessage.id))).all())
 
 
@@ -140,7 +141,7 @@ async def test_reports_further_apart_than_the_window_do_not_cluster(core, servic
 
 
 async def test_a_bridging_report_merges_two_clusters(core, services):
-    core.flood.limit = 1000
+    core.services.flood_limit_per_minute = 1000
     west = (53.5739, 142.9478)
     east = (53.5739, 142.9478 + 250 / (111_195 * 0.5941))  # 250 m: two separate places
     middle = (53.5739, 142.9478 + 125 / (111_195 * 0.5941))

@@ -42,7 +42,8 @@ async def items(services) -> list[Item]:
 
 async def outbox_text(services, chat_id: str) -> str:
     async with services.sessions() as session:
-        rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.chat_id == chat_id)
+        rows = await session.scalars(select(OutboxMessage).where(OutboxMessage.chat_id == chat_id,
+                                                                 OutboxMessage.audience != "reply")
                                      .order_by(OutboxMessage.id))
         return "\n".join(f"{r.payload['title'] or ''}\n{r.payload['text']}" for r in rows)
 

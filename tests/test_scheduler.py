@@ -24,7 +24,8 @@ def at(*args: int) -> datetime:
 
 async def outbox_count(services, **filters) -> int:
     async with services.sessions() as session:
-        query = select(func.count()).select_from(OutboxMessage)
+        query = select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.audience != "reply")
         for name, value in filters.items():
             query = query.where(getattr(OutboxMessage, name) == value)
         return await session.scalar(query)
@@ -89,7 +90,7 @@ async def test_staff_messages_at_night_are_delivered_in_the_morning(core, servic
         def __init__(self) -> None:
             self.sent: list[tuple[str, str]] = []
 
-        async def send(self, chat_id, reply, *, dedupe_id=None) -> None:
+        async def send(self, chat_id, reply, *, dedupe_id=None, progress=None) -> None:
             self.sent.append((chat_id, reply.text))
 
     await report(citizen)
@@ -189,7 +190,7 @@ def db_url(request, sqlite_url):
 
 
 async def test_daily_summary_numbers_and_chart(core, services, clock, head, chairman, citizen):
-    core.flood.limit = 1000
+    core.services.flood_limit_per_minute = 1000
     clock.set(at(2026, 11, 23, 23, 30))  # Monday late evening: counts for Monday
     await report(citizen, text="Не горит фонарь у школы номер 5")
     clock.set(at(2026, 11, 24, 0, 30))  # after midnight in Okha (still 23.11 in UTC)
@@ -246,7 +247,7 @@ async def test_housekeeping_forgets_old_update_ids(core, services, citizen, cloc
 
 
 async def test_daily_summary_lists_repeated_problems(core, services, chairman, citizen):
-    core.flood.limit = 1000
+    core.services.flood_limit_per_minute = 1000
     await citizen.send("/start")
     await citizen.click("Согласен")
     for house in ("ул. Ленина, 10", "улица Ленина д.10", "УЛ ЛЕНИНА 10"):
@@ -263,7 +264,7 @@ async def test_daily_summary_lists_repeated_problems(core, services, chairman, c
 
 
 async def test_every_citizen_of_a_duplicate_group_is_polled(core, services, head, citizen):
-    core.flood.limit = 1000
+    core.services.flood_limit_per_minute = 1000
     await report(citizen)  # 2026-000001
     neighbour = ChatClient(core, user_id="777", platform="vk", name="Иван")
     await report(neighbour, text="Фонарь на Ленина не горит уже давно")  # 2026-000002

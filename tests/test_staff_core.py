@@ -7,14 +7,22 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from storage.models import Account, GroupBinding, Item, ItemEvent, OutboxMessage
+from storage.models import (
+    Account,
+    GroupBinding,
+    Item,
+    ItemEvent,
+    OutboxMessage,
+    TopicCorrection,
+)
 from tests.support.chat import ChatClient, join_as
 
 
 async def outbox_to(services, user_id: str, platform: str = "telegram") -> list[OutboxMessage]:
     async with services.sessions() as session:
         rows = await session.scalars(select(OutboxMessage).where(
-            OutboxMessage.chat_id == user_id, OutboxMessage.platform == platform)
+            OutboxMessage.chat_id == user_id, OutboxMessage.platform == platform,
+            OutboxMessage.audience != "reply")  # notifications, not the replies to own turns
             .order_by(OutboxMessage.id))
         return list(rows.all())
 
@@ -108,9 +116,16 @@ async def test_redirect_needs_a_reason_and_tells_the_chairman(core, services, he
     await head.send("/task 2026-000001")
     await head.click("Передать")
     await head.click("культуре, спорту")
+    assert "Какая тематика" in head.texts()  # the block has two topics: the head names it
+    await head.click("Спорт")
     assert "причину" in head.texts()
     await head.send("Это вопрос освещения стадиона")
-    assert (await item(services)).block_id == "culture_sport"
+    moved = await item(services)
+    assert (moved.block_id, moved.topic) == ("culture_sport", "sport")
+    async with services.sessions() as session:
+        correction = await session.scalar(select(TopicCorrection))
+    assert (correction.item_id, correction.from_topic, correction.to_topic) == (
+        moved.id, "energy", "sport")
     assert "передано вам" in texts(await outbox_to(services, "1010"))
     assert "Это вопрос освещения стадиона" in texts(await outbox_to(services, "1003"))
     # The old head has no say any more.
@@ -204,7 +219,7 @@ async def test_group_bindings(core, services, head, chairman, citizen):
 
 
 async def test_tasks_list_scoped_and_paginated(core, services, head, chairman, citizen, clock):
-    core.flood.limit = 1000  # one citizen reporting ten times in a row
+    core.services.flood_limit_per_minute = 1000  # one citizen reporting ten times in a row
     for i in range(10):
         await report(citizen, text=f"Проблема с освещением номер {i:02d}")
     education_head = await join_as(core, "head", "education", user_id="2002")

@@ -427,8 +427,9 @@ async def test_failed_direct_reply_is_logged_without_text_and_handling_goes_on(
     vk.forbid_peer(USER)
     await user.send("Начать")
     assert user.last == []
-    failures = [r.getMessage() for r in caplog.records if r.name == "bot.vk"]
-    assert failures == [f"VK reply to peer {USER} failed: VK error 901"]
+    failures = [r.getMessage() for r in caplog.records if r.name == "scheduler.outbox"]
+    assert failures == ["delivery of outbox row 1 failed (undeliverable): VK error 901"]
+    assert not any(str(USER) in r.getMessage() for r in caplog.records)
     assert not any("согласие" in r.getMessage() for r in caplog.records)
     vk.allow_peer(USER)
     await user.send("Начать")
@@ -496,3 +497,25 @@ async def test_topic_keyboard_is_a_valid_vk_keyboard(user: VKUser, vk: FakeVKSer
     assert all(b["type"] == "callback" and len(b["label"]) <= 40 for b in buttons)
     assert {b["payload"]["p"] for b in buttons} >= {"topic:housing", "report:cancel"}
     assert vk.failed == []  # the fake validates keyboards as strictly as VK
+
+
+async def test_text_first_shows_the_suggested_topics_first(user: VKUser, vk: FakeVKServer,
+                                                          services: Services) -> None:
+    from tests.support.topics import ready_suggester
+
+    services.topics = ready_suggester(services.org)
+    await agree(user)
+    [screen] = await user.send("Во дворе разбита дорога и не горит свет")
+    labels = [b["label"] for b in screen.buttons()]
+    assert labels[:2] == ["⭐ Дорожная деятельность", "⭐ Энергетика"]
+    assert len(labels) == 17  # every topic, one tap away
+    await user.click("⭐ Энергетика")
+    assert "фото" in user.texts().lower()
+
+    await user.send("/cancel")
+    [question] = await user.send("Не горит фонарь у подъезда дома 7 по Советской")
+    assert "Похоже, это Энергетика — верно?" in (question.text or "")
+    assert [b["label"] for b in question.buttons()][:2] == ["Да", "Выбрать другую"]
+    await user.click("Выбрать другую")
+    assert user.last[-1].buttons()[0]["label"] == "⭐ Энергетика"
+    assert vk.failed == []  # the keyboards are valid VK keyboards

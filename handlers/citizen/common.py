@@ -30,7 +30,7 @@ async def store_photos(turn: Turn, message: IncomingMessage) -> int:
         if len(photos) >= MAX_PHOTOS:
             refused += 1
             continue
-        path = turn.services.files.save(photo.data, photo.mime, turn.now)
+        path = turn.save_file(photo.data, photo.mime)
         attachment = Attachment(
             purpose="report", kind="photo", path=path, mime=photo.mime, size=len(photo.data),
             width=photo.width, height=photo.height, source_platform=str(turn.account.platform),

@@ -19,6 +19,12 @@ from handlers.citizen.common import (
 )
 from handlers.citizen.items_view import item_details, items_list
 from handlers.citizen.replies import apply_clarification, apply_comment
+from handlers.citizen.topic_choice import (
+    best_suggestion,
+    decline_guess,
+    remember_suggestions,
+    topic_screen,
+)
 from handlers.context import PRIVACY_POLICY_VERSION
 from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date, map_link
@@ -67,6 +73,8 @@ def prompt_for(turn: Turn) -> Reply:
     t = turn.t
     state, data = turn.dialog.state, turn.dialog.data
     if state == "report_topic":
+        if data.get("text"):  # the citizen wrote first: the suggestions lead
+            return topic_screen(turn, cancel_row(turn))
         return Reply(t("report.ask_topic"), buttons=[*topic_buttons(turn), cancel_row(turn)])
     if state == "report_text":
         return Reply(t("report.ask_text", min=TEXT_MIN, max=TEXT_MAX), buttons=[cancel_row(turn)])
@@ -133,6 +141,8 @@ def next_step(turn: Turn) -> None:
         state = "report_place"
     else:
         state = "report_confirm"
+    if state == "report_topic":
+        remember_suggestions(turn, data)
     turn.dialog.set(state, data, now=turn.now)
     turn.reply(prompt_for(turn))
 
@@ -393,6 +403,10 @@ async def dispatch_button(turn: Turn, verb: str, args: list[str], state: str) ->
         turn.dialog.update(turn.now, topic=arg)
         next_step(turn)
         return True
+    if verb == "topics" and state == "report_topic" and arg == "all":
+        decline_guess(turn)
+        turn.reply(prompt_for(turn))
+        return True
     if verb == "photos" and state == "report_photos" and arg in ("skip", "done"):
         turn.dialog.update(turn.now, photos_done=True)
         next_step(turn)
@@ -450,6 +464,7 @@ def edit_field(turn: Turn, field: str) -> bool:
         turn.dialog.set("report_confirm", data, now=turn.now)
     elif field == "topic":
         data.pop("topic", None)
+        data["suggestion_declined"] = True  # changing it: the full screen, not the question
         turn.dialog.set("report_topic", data, now=turn.now)
     elif field == "text":
         data.pop("text", None)
@@ -503,7 +518,7 @@ async def cancel_dialog(turn: Turn) -> None:
             select(Attachment).where(Attachment.id.in_(photo_ids),
                                      Attachment.item_id.is_(None)))).all()
         for attachment in attachments:
-            turn.services.files.delete(attachment.path)
+            turn.delete_file_after_commit(attachment.path)
             await turn.session.delete(attachment)
     turn.dialog.reset(turn.now)
 
@@ -514,12 +529,14 @@ async def cancel_dialog(turn: Turn) -> None:
 async def submit_report(turn: Turn) -> None:
     data = turn.dialog.data
     now = turn.now
+    suggested, score = best_suggestion(data)
     item = await register_item(turn.session, turn.services, NewItem(
         kind=Kind.MESSAGE, channel=str(turn.account.platform), topic=data["topic"],
         text=data["text"], received_at=now, citizen_id=turn.account.citizen_id,
         reply_account_id=turn.account.id, address=data.get("address"),
         latitude=data.get("lat"), longitude=data.get("lon"),
-        attachment_ids=tuple(data.get("photos", []))), Actor.CITIZEN)
+        attachment_ids=tuple(data.get("photos", [])), suggested_topic=suggested,
+        suggestion_score=score), Actor.CITIZEN)
     await notify_new_item(turn, item)
     await after_registration(turn, item)
     turn.dialog.reset(now)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from handlers import payloads
 from handlers.accounts import active_consent
+from handlers.context import Services
+from handlers.erasure import ErasureReport, erase_citizen
+from handlers.erasure_cleanup import clean_up_after_commit
 from handlers.events import Button, Reply
-from handlers.formatting import local_datetime
+from handlers.formatting import local_date, local_datetime, status_label
+from handlers.i18n import Translator
 from handlers.turn import Turn
-from storage.models import Attachment, Citizen, Consent, Item
-
-ERASED_TEXT = "[удалено по отзыву согласия]"
+from storage.models import Attachment, Citizen, Item
 
 
 async def describe(turn: Turn) -> Reply:
@@ -51,27 +53,31 @@ def forget_question(turn: Turn) -> Reply:
 
 
 async def forget(turn: Turn) -> None:
-    """Withdraw consent: names, contacts, texts and photos go; topics, dates and statuses stay
-    for the statistics."""
-    now = turn.now
-    await turn.session.execute(update(Consent).where(Consent.account_id == turn.account.id,
-                                                     Consent.withdrawn_at.is_(None))
-                               .values(withdrawn_at=now))
-    citizen_id = turn.account.citizen_id
-    if citizen_id is not None:
-        citizen = await turn.session.get(Citizen, citizen_id)
-        if citizen is not None:
-            citizen.name = citizen.phone = citizen.email = citizen.postal_address = None
-            citizen.anonymised_at = now
-        item_ids = select(Item.id).where(Item.citizen_id == citizen_id)
-        attachments = (await turn.session.scalars(
-            select(Attachment).where(Attachment.item_id.in_(item_ids)))).all()
-        for attachment in attachments:
-            turn.services.files.delete(attachment.path)
-            await turn.session.delete(attachment)
-        await turn.session.execute(
-            update(Item).where(Item.citizen_id == citizen_id)
-            .values(text=ERASED_TEXT, reply_account_id=None, updated_at=now))
-    turn.account.citizen_id = None
-    turn.dialog.reset(now)
-    turn.reply(Reply(turn.t("forget.done"), remove_menu=True))
+    """Withdraw consent: the erasure use case, then tell the citizen exactly what is kept."""
+    report = await erase_citizen(turn.session, turn.services, turn.now,
+                                 account_id=turn.account.id)
+    clean_up_after_commit(turn.session, turn.services, report.files)
+    turn.reply(Reply(kept_text(turn.t, turn.services, report), remove_menu=True))
+    # The one reply that is not kept in the outbox: a queued row would hold the chat id
+    # that the erasure has just removed everywhere else. It is sent once, from memory.
+    turn.keep_out_of_outbox = True
+
+
+def kept_text(t: Translator, services: Services, report: ErasureReport) -> str:
+    """The reply after erasure: what was removed, and each item's number, topic, dates and
+    status, which stay for the statistics."""
+    org, tz = services.org, services.tz
+    lines = []
+    for item in report.kept:
+        topic = org.topic_by_id[item.topic].label(t.locale) if item.topic in org.topic_by_id \
+            else item.topic
+        values = {"number": item.number, "topic": topic,
+                  "received": local_date(item.received_at, tz),
+                  "status": status_label(t, item.status)}
+        if item.answered_at is not None:
+            lines.append(t("forget.kept_item_answered", answered=local_date(item.answered_at, tz),
+                           **values))
+        else:
+            lines.append(t("forget.kept_item", **values))
+    kept = "\n".join(f"• {line}" for line in lines) if lines else t("forget.kept_nothing")
+    return t("forget.done", kept=kept)

@@ -13,6 +13,7 @@ from handlers.operator.mapping import CategoryMap, ColumnMapping
 from handlers.operator.tabular import Cell, Table, cell_text
 from handlers.org import Organisation
 from handlers.rules.deadlines import Kind
+from handlers.topics import TopicSuggester
 
 IMPORT_TEXT_MAX = 20000  # the chat dialog's 4000 is a messenger limit; cards split long texts
 # Optional text columns: (field, the Item/Citizen attribute, the longest value that fits).
@@ -36,6 +37,9 @@ class ImportRow:
     email: str | None = None
     postal_address: str | None = None
     post_url: str | None = None
+    # Set when the topic came from the text, not from the outside category.
+    suggested_topic: str | None = None
+    suggestion_score: float | None = None
 
     @property
     def no_answer(self) -> bool:
@@ -71,15 +75,23 @@ class ImportPlan:
     rejected: list[Rejection] = field(default_factory=list)
     file_duplicates: list[tuple[int, str, int]] = field(default_factory=list)  # line, no, first
     unknown_categories: dict[str, list[int]] = field(default_factory=dict)
+    suggested: bool = False  # rows of unknown or empty categories got a topic from their text
 
     @property
     def no_answer(self) -> int:
         return sum(row.no_answer for row in self.rows)
 
+    @property
+    def suggested_rows(self) -> list[ImportRow]:
+        return [row for row in self.rows if row.suggested_topic is not None]
+
 
 def prepare(table: Table, channel: str, mapping: ColumnMapping, org: Organisation, tz: tzinfo,
-            now: datetime) -> ImportPlan:
-    """Validate every row; raises TableError when a required column is missing."""
+            now: datetime, suggester: TopicSuggester | None = None) -> ImportPlan:
+    """Validate every row; raises TableError when a required column is missing.
+
+    A row whose outside category is unknown or empty gets the topic the suggester finds in
+    its text, if there is a suggester; without one it goes to «другое» as before."""
     columns = mapping.resolve(table.headers)
     categories = CategoryMap(org, channel)
     plan = ImportPlan(channel=channel, headers=table.headers, total=len(table.rows))
@@ -101,7 +113,19 @@ def prepare(table: Table, channel: str, mapping: ColumnMapping, org: Organisatio
             topic = categories.fallback
         row.topic = topic
         plan.rows.append(row)
+    if suggester is not None:
+        suggest_topics(plan, suggester, {line for lines in plan.unknown_categories.values()
+                                         for line in lines})
     return plan
+
+
+def suggest_topics(plan: ImportPlan, suggester: TopicSuggester, lines: set[int]) -> None:
+    rows = [row for row in plan.rows if row.line in lines]
+    for row, suggestions in zip(rows, suggester.suggest_many([r.text for r in rows]),
+                                strict=True):
+        row.topic, row.suggested_topic = suggestions[0].topic_id, suggestions[0].topic_id
+        row.suggestion_score = suggestions[0].score
+    plan.suggested = True
 
 
 def _cell(cells: list[Cell], columns: dict[str, int], name: str) -> Cell:

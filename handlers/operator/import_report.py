@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from handlers.i18n import Translator
 from handlers.operator.import_plan import ImportPlan, Rejection
 from handlers.operator.importer import ImportResult
 from handlers.org import OTHER_TOPIC, Organisation
+from handlers.topics import CONFIDENT_SCORE
 
 SHOWN = 30  # rows listed on screen per section; the rejected file has them all
 LINES_PER_CATEGORY = 10
@@ -37,8 +39,12 @@ def report_lines(t: Translator, org: Organisation, plan: ImportPlan, result: Imp
     if rejected_file is not None:
         lines.append(t("import.report.rejected_file", path=str(rejected_file)))
     unknown = sum(len(rows) for rows in plan.unknown_categories.values())
-    lines.append(t("import.report.unknown_categories", count=unknown,
-                   other=org.topic_by_id[OTHER_TOPIC].label(t.locale)))
+    if plan.suggested:
+        lines += suggested_lines(t, org, plan)
+        lines.append(t("import.report.unknown_categories_suggested", count=unknown))
+    else:
+        lines.append(t("import.report.unknown_categories", count=unknown,
+                       other=org.topic_by_id[OTHER_TOPIC].label(t.locale)))
     lines += _listed(t, [t("import.report.unknown_category_line",
                            category=category or t("import.category_empty"),
                            lines=_numbers(rows)) for category, rows in
@@ -49,6 +55,21 @@ def report_lines(t: Translator, org: Organisation, plan: ImportPlan, result: Imp
         lines.append(t("import.report.messages", count=result.messages))
     if seconds is not None:
         lines.append(t("import.report.elapsed", seconds=f"{seconds:.1f}"))
+    return lines
+
+
+def suggested_lines(t: Translator, org: Organisation, plan: ImportPlan) -> list[str]:
+    """How many rows got their topic from the text, how confidently, and which topics."""
+    rows = plan.suggested_rows
+    scores = [row.suggestion_score or 0.0 for row in rows]
+    confident = sum(score >= CONFIDENT_SCORE for score in scores)
+    mean = round(100 * sum(scores) / len(scores)) if scores else 0
+    lines = [t("import.report.suggested", count=len(rows), threshold=round(CONFIDENT_SCORE * 100),
+               confident=confident, mean=mean)]
+    by_topic = Counter(row.suggested_topic for row in rows)
+    lines += _listed(t, [t("import.report.suggested_line",
+                           topic=org.topic_by_id[topic].label(t.locale), count=count)
+                         for topic, count in by_topic.most_common() if topic])
     return lines
 
 

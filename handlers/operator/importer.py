@@ -132,7 +132,9 @@ async def insert_items(session: AsyncSession, services: Services, calendar: Work
             kind=row.kind, channel=channel, topic=row.topic, text=row.text,
             received_at=row.received_at, registered_at=now, citizen_id=citizen_ids.get(row.line),
             address=row.address, external_number=row.external, post_url=row.post_url,
-            registered_by_id=registered_by_id, no_answer=row.no_answer), number, calendar)
+            registered_by_id=registered_by_id, no_answer=row.no_answer,
+            suggested_topic=row.suggested_topic, suggestion_score=row.suggestion_score),
+            number, calendar)
         item.status = str(routed)
         item.place_key = normalise_address(row.address)  # what clusters compare
         items.append(item)

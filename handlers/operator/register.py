@@ -30,6 +30,7 @@ from handlers.operator.register_steps import (
     first_missing,
     no_answer,
     prompt_for,
+    suggestion,
 )
 from handlers.org import Role
 from handlers.payloads import make
@@ -37,6 +38,7 @@ from handlers.rules.deadlines import Kind
 from handlers.staff.authz import actor_of
 from handlers.staff.features import FEATURES, Feature
 from handlers.staff.notify import notify_new_item
+from handlers.topics import suggest_now
 from handlers.turn import Turn
 from storage.models import Attachment, Citizen, Staff
 
@@ -70,7 +72,7 @@ async def cancel(turn: Turn) -> None:
         rows = (await turn.session.scalars(select(Attachment).where(
             Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
         for row in rows:
-            turn.services.files.delete(row.path)
+            turn.delete_file_after_commit(row.path)
             await turn.session.delete(row)
     turn.dialog.reset(turn.now)
     turn.say("cancel.done")
@@ -193,7 +195,10 @@ async def take_text(turn: Turn, message: IncomingMessage) -> None:
     elif len(text) > TEXT_MAX:
         turn.say("report.text_too_long", max=TEXT_MAX, length=len(text))
     else:
-        turn.dialog.update(turn.now, text=text)
+        suggestions = suggest_now(turn.services.topics, text)
+        best = suggestions[0] if suggestions else None
+        turn.dialog.update(turn.now, text=text,
+                           suggested=[best.topic_id, best.score] if best else None)
         next_step(turn)
         return
     reprompt(turn)
@@ -268,6 +273,7 @@ async def apply_button(turn: Turn, staff: Staff, op: str, arg: str) -> bool:
 async def submit(turn: Turn, staff: Staff) -> None:
     data = turn.dialog.data
     channel, external = data["channel"], data.get("external")
+    suggested = suggestion(data)
     if external and not await unique_external(turn, channel, external):
         ask_again(turn, "external")
         return
@@ -278,7 +284,9 @@ async def submit(turn: Turn, staff: Staff) -> None:
                 received_at=datetime.fromisoformat(data["received"]), registered_at=turn.now,
                 citizen_id=await citizen_id(turn, data), external_number=external,
                 post_url=data.get("post_url"), registered_by_id=staff.id,
-                no_answer=no_answer(data), attachment_ids=tuple(data.get("photos", []))),
+                no_answer=no_answer(data), attachment_ids=tuple(data.get("photos", [])),
+                suggested_topic=suggested[0] if suggested else None,
+                suggestion_score=suggested[1] if suggested else None),
                 actor_of(staff))
     except IntegrityError:
         # Somebody registered the same outside number a moment ago.

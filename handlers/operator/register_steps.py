@@ -120,8 +120,21 @@ def kind_buttons(turn: Turn, default: Kind) -> list[list[Button]]:
 
 
 def topic_buttons(turn: Turn) -> list[list[Button]]:
-    return rows_of([Button(label(topic.label(turn.t.locale)), make(PREFIX, "topic", topic.id))
-                    for topic in turn.services.org.topics])
+    """All topics; the suggestion from the text (if any) pre-selected: first and marked."""
+    suggested = suggestion(turn.dialog.data)
+    org = turn.services.org
+    first = ([[Button(label("✓ ⭐ " + org.topic_by_id[suggested[0]].label(turn.t.locale)),
+                      make(PREFIX, "topic", suggested[0]))]] if suggested else [])
+    return [*first, *rows_of([Button(label(topic.label(turn.t.locale)),
+                                     make(PREFIX, "topic", topic.id))
+                              for topic in org.topics if not suggested or
+                              topic.id != suggested[0]])]
+
+
+def suggestion(data: dict[str, Any]) -> tuple[str, float] | None:
+    """The topic suggested for the text ("suggested": [topic, score] in the dialog data)."""
+    pair = data.get("suggested")
+    return (str(pair[0]), float(pair[1])) if pair else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +188,10 @@ def step_prompt(turn: Turn, step: Step, data: dict[str, Any]) -> tuple[str, list
     if step.key == "text":
         return t("register.ask_text", min=TEXT_MIN, max=TEXT_MAX), []
     if step.key == "topic":
-        return t("register.ask_topic"), topic_buttons(turn)
+        suggested = suggestion(data)
+        text = (t("register.ask_topic_suggested", score=round(suggested[1] * 100))
+                if suggested else t("register.ask_topic"))
+        return text, topic_buttons(turn)
     count = len(data.get("photos", []))
     action, key = ("done", "button.done") if count else ("skip", "button.skip")
     return (t("register.ask_photos", count=count, max=MAX_PHOTOS),

@@ -30,7 +30,7 @@ from handlers.staff.recipients import (
     staff_ids_with_role,
 )
 from handlers.turn import Turn
-from storage.models import Attachment, Item, ItemEvent, Staff
+from storage.models import Attachment, Item, ItemEvent, Staff, TopicCorrection
 
 MESSENGER_CHANNELS = ("telegram", "vk")
 OFFLINE_CHANNELS = ("phone", "letter", "visit")
@@ -86,12 +86,25 @@ async def delegate(turn: Turn, staff: Staff, item: Item, executor_id: int) -> St
     return executor
 
 
-async def redirect(turn: Turn, staff: Staff, item: Item, block_id: str, reason: str) -> None:
+async def redirect(turn: Turn, staff: Staff, item: Item, block_id: str, reason: str,
+                   topic: str | None = None) -> None:
+    """Move the item to another block. The right topic (`topic`, or the target block's only
+    one) is recorded too: the statistics count it there, and the topic suggester gets a
+    labelled example (TopicCorrection)."""
     org = turn.services.org
     if block_id not in org.block_by_id or block_id == item.block_id:
         raise Refused("staff.redirect_bad_block")
+    owned = org.block_by_id[block_id].topics
+    if topic is None and len(owned) == 1:
+        topic = owned[0]
+    if topic is not None and topic not in owned:
+        raise Refused("staff.redirect_bad_block")
     old_block = item.block_id
     await apply(turn, staff, item, Action.REDIRECT, comment=f"{old_block} → {block_id}: {reason}")
+    if topic is not None and topic != item.topic:
+        turn.session.add(TopicCorrection(item_id=item.id, from_topic=item.topic, to_topic=topic,
+                                         staff_id=staff.id, at=turn.now))
+        item.topic = topic
     item.block_id = block_id
     item.executor_id = None
     item.taken_by_id = None

@@ -290,7 +290,13 @@ async def on_item_button(turn: Turn, staff: Staff, item: Item, op: str, rest: li
         block = rest[0] if rest else ""
         if block not in turn.services.org.block_by_id or block == item.block_id:
             raise Refused("staff.redirect_bad_block")
-        await expect_text(turn, "redirect", item, block)
+        topics = turn.services.org.block_by_id[block].topics
+        if len(topics) > 1 and len(rest) < 2:
+            turn.reply(topic_choice(turn, item, block))
+            return
+        index = payloads.int_arg(rest, 1)
+        topic = topics[index] if index is not None and 0 <= index < len(topics) else ""
+        await expect_text(turn, "redirect", item, f"{block}/{topic}" if topic else block)
     elif op == "extend":
         actions.require(turn, staff, item, Action.EXTEND)
         if item.kind == "appeal":
@@ -362,6 +368,17 @@ def block_choice(turn: Turn, item: Item) -> Reply:
                  buttons=[*rows, cancel_row(turn)])
 
 
+def topic_choice(turn: Turn, item: Item, block_id: str) -> Reply:
+    """The right topic in the target block: a labelled example for the topic suggester.
+    Buttons carry the topic's place in the block, not its id, to stay within 64 bytes."""
+    org = turn.services.org
+    rows = [[Button(org.topic_by_id[topic].label(turn.t.locale)[:40],
+                    payloads.make("s", "redirect_to", item.id, block_id, index))]
+            for index, topic in enumerate(org.block_by_id[block_id].topics)]
+    return Reply(turn.t("staff.choose_topic", number=item.number,
+                        block=org.block_by_id[block_id].title), buttons=[*rows, cancel_row(turn)])
+
+
 async def expect_text(turn: Turn, op: str, item: Item, arg: str) -> None:
     turn.dialog.set("staff_input", {"op": op, "item_id": item.id, "arg": arg, "photos": []},
                     now=turn.now)
@@ -376,7 +393,7 @@ async def drop_input(turn: Turn) -> None:
         rows = (await turn.session.scalars(select(Attachment).where(
             Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
         for row in rows:
-            turn.services.files.delete(row.path)
+            turn.delete_file_after_commit(row.path)
             await turn.session.delete(row)
     turn.dialog.reset(turn.now)
 
@@ -435,7 +452,7 @@ async def store_document(turn: Turn, document: IncomingDocument) -> str | None:
         return "staff.document_failed"
     if len(data) > DOCUMENT_MAX_BYTES:
         return "staff.document_too_large"
-    path = turn.services.files.save(data, document.mime, turn.now, document.filename)
+    path = turn.save_file(data, document.mime, document.filename)
     attachment = Attachment(purpose="answer", kind="document", path=path, mime=document.mime,
                             size=len(data), filename=document.filename[:255],
                             source_platform=str(turn.account.platform), created_at=turn.now)
@@ -449,9 +466,10 @@ async def apply_input(turn: Turn, staff: Staff, item: Item, op: str, arg: str, t
                       photo_ids: list[int]) -> None:
     number = item.number
     if op == "redirect":
-        await actions.redirect(turn, staff, item, arg, text)
+        block, _, topic = arg.partition("/")  # "block" or "block/topic"
+        await actions.redirect(turn, staff, item, block, text, topic or None)
         turn.say("staff.redirected", number=number,
-                 block=turn.services.org.block_by_id[arg].title)
+                 block=turn.services.org.block_by_id[block].title)
     elif op == "ask":
         await actions.ask(turn, staff, item, text)
         turn.say("staff.question_sent", number=number)

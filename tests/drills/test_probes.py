@@ -59,7 +59,11 @@ async def snapshot(services: Services) -> tuple[Any, ...]:
         current = await session.scalar(select(Item).where(Item.number == NUMBER))
         assert current is not None
         counts = [await session.scalar(select(func.count()).select_from(model))
-                  for model in (ItemEvent, OutboxMessage, GroupBinding)]
+                  for model in (ItemEvent, GroupBinding)]
+        # The refusals themselves are replies; any other queued message would be a leak.
+        notices = select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.audience.not_in(("reply", "group_reply")))
+        counts.append(await session.scalar(notices))
         # A new account starts idle; any other dialog state is somebody mid-action.
         busy = (await session.execute(select(DialogState.account_id, DialogState.state)
                                       .where(DialogState.state != "idle")

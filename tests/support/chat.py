@@ -57,13 +57,16 @@ class ChatClient:
             text=text, photos=tuple(IncomingPhoto(JPEG + bytes([i])) for i in range(photos)),
             location=Location(*location) if location else None, unsupported=unsupported,
             display_name=self.name, language_code=self.language_code)
-        return self._keep(await self.core.handle(event))
+        # As a transport does: the shared flood limit first, then the turn.
+        refusal = await self.core.admit(event)
+        return self._keep(refusal if refusal is not None else await self.core.handle(event))
 
     async def press(self, payload: str, *, update_key: str | None = None) -> Response:
         event = ButtonPress(update_key=update_key or f"u{next(_counter)}", user=self.user,
                             chat=self.chat, payload=payload, display_name=self.name,
                             language_code=self.language_code)
-        return self._keep(await self.core.handle(event))
+        refusal = await self.core.admit(event)
+        return self._keep(refusal if refusal is not None else await self.core.handle(event))
 
     async def click(self, text_part: str) -> Response:
         """Press the button whose text contains `text_part` in the latest replies."""
