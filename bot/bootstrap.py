@@ -47,7 +47,7 @@ class App:
 def build_services(settings: Settings, engine: AsyncEngine, clock: Clock | None = None) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Services(
-        sessions=session_factory(engine),
+        sessions=session_factory(engine, tz=settings.tz),
         org=load_organisation(settings.org_file),
         clock=clock or SystemClock(),
         files=FileStore(settings.data_dir),

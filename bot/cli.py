@@ -164,7 +164,7 @@ def _open(settings: Settings):  # type: ignore[no-untyped-def]
 
     upgrade(settings.database_url)
     engine = create_engine(settings.database_url)
-    return engine, session_factory(engine)
+    return engine, session_factory(engine, tz=settings.tz)
 
 
 def bot_username(settings: Settings) -> str | None:

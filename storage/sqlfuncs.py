@@ -1,15 +1,15 @@
 """SQL expressions that have no common spelling in SQLite and PostgreSQL.
 
-There is exactly one: the difference of two timestamps. SQLite keeps them as ISO text (its
-`julianday` gives days), PostgreSQL as timestamps (`EXTRACT(EPOCH FROM a - b)` gives seconds).
-It is compiled per dialect here, so every query that uses it stays the same on both.
+There are two, both differences of two timestamps (in hours; in whole seconds). SQLite keeps
+them as ISO text (its `julianday` gives days, `strftime('%s')` seconds), PostgreSQL as
+timestamps (`EXTRACT(EPOCH FROM a - b)` gives seconds). Each is compiled per dialect here, so every query that uses it stays the same on both.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float
+from sqlalchemy import Float, Integer
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -44,3 +44,31 @@ def _hours_postgresql(element: hours_between, compiler: SQLCompiler, **kw: Any) 
 @compiles(hours_between)
 def _hours_other(element: hours_between, compiler: SQLCompiler, **kw: Any) -> str:
     raise CompileError(f"hours_between is not defined for {compiler.dialect.name}")
+
+
+class seconds_between(FunctionElement[int]):
+    """seconds_between(later, earlier): whole seconds, both moments cut to the second first
+    (the same rule as storage.rollups.whole_seconds in Python). NULL if either is NULL."""
+
+    type = Integer()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_sqlite(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    later, earlier = _arguments(element, compiler, **kw)  # type: ignore[arg-type]
+    return (f"(CAST(strftime('%s', {later}) AS INTEGER) - "
+            f"CAST(strftime('%s', {earlier}) AS INTEGER))")
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_postgresql(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    later, earlier = _arguments(element, compiler, **kw)  # type: ignore[arg-type]
+    return (f"(CAST(EXTRACT(EPOCH FROM date_trunc('second', {later})) AS BIGINT) - "
+            f"CAST(EXTRACT(EPOCH FROM date_trunc('second', {earlier})) AS BIGINT))")
+
+
+@compiles(seconds_between)
+def _seconds_other(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
+    raise CompileError(f"seconds_between is not defined for {compiler.dialect.name}")

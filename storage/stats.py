@@ -30,7 +30,7 @@ databases, uses the created_at index, and stays right for any zone, with or with
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,8 +53,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 
 from handlers.org import GROUPINGS, METRICS
 from handlers.rules.lifecycle import OPEN_STATES
-from storage.models import Item, UTCDateTime
-from storage.sqlfuncs import hours_between
+from storage.models import Item, ItemDayStats, UTCDateTime
 
 PERIOD_GROUPINGS = ("day", "week", "month")
 COUNT_METRICS = ("count", "overdue_count", "reopened_count", "open_count")
@@ -192,11 +191,11 @@ def _aggregates(now: datetime) -> dict[str, ColumnElement[Any]]:
     }
 
 
-# The median metrics: (the moment that ends the duration, the duration in hours).
+# The median metrics: durations from receipt in whole seconds, kept on each item by
+# storage/rollups.py (shown in hours).
 MEDIANS = {
-    "median_first_reaction_hours": (Item.first_reaction_at,
-                                    hours_between(Item.first_reaction_at, Item.received_at)),
-    "median_answer_hours": (Item.answered_at, hours_between(Item.answered_at, Item.received_at)),
+    "median_first_reaction_hours": Item.first_reaction_seconds,
+    "median_answer_hours": Item.answer_seconds,
 }
 
 
@@ -211,7 +210,7 @@ def _conditions(query: StatsQuery, tz: ZoneInfo, *, with_period: bool = True) ->
         conditions.append(Item.block_id == query.block_scope)
     if with_period and query.period is not None:
         start, end = query.period.utc_bounds(tz)
-        conditions += [Item.created_at >= start, Item.created_at < end]
+        conditions += [Item.received_at >= start, Item.received_at < end]
     if query.group_by == "cluster":
         conditions.append(Item.cluster_id.is_not(None))
     return conditions
@@ -223,17 +222,25 @@ KEY_COLUMNS: dict[str, Any] = {
 }
 
 
+def _items_source(query: StatsQuery,
+                  chunk: Sequence[tuple[str, datetime, datetime]] | None) -> tuple[FromClause,
+                                                                                    list[Any]]:
+    """The items (joined to the local-day buckets of a period grouping) and the group key."""
+    if chunk is None:
+        key = KEY_COLUMNS.get(query.group_by or "")
+        return Item.__table__, [key] if key is not None else []
+    table = _bucket_table(chunk)
+    source = table.join(Item.__table__, and_(Item.received_at >= table.c.start_at,
+                                             Item.received_at < table.c.end_at))
+    return source, [table.c.label]
+
+
 async def _compute(session: AsyncSession, query: StatsQuery, tz: ZoneInfo, now: datetime,
                    chunk: Sequence[tuple[str, datetime, datetime]] | None) -> dict[Key, Group]:
+    """Every metric from the items themselves: the executor and cluster sections, and the
+    reference the rollup is checked against (tests/test_stats_rollup.py)."""
     conditions = _conditions(query, tz)
-    source: FromClause = Item.__table__
-    key: Any = KEY_COLUMNS.get(query.group_by or "")
-    if chunk is not None:
-        table = _bucket_table(chunk)
-        source = table.join(Item.__table__, and_(Item.created_at >= table.c.start_at,
-                                                 Item.created_at < table.c.end_at))
-        key = table.c.label
-    keys = [key] if key is not None else []
+    source, keys = _items_source(query, chunk)
     aggregates = _aggregates(now)
     wanted = [m for m in METRICS if m in aggregates and (m in query.metrics or m == "count")]
     statement = (select(*(k.label("k") for k in keys),
@@ -245,10 +252,11 @@ async def _compute(session: AsyncSession, query: StatsQuery, tz: ZoneInfo, now: 
     for row in (await session.execute(statement)).mappings():
         group_key = row["k"] if keys else None
         groups[group_key] = Group(group_key, {m: _number(row[m]) for m in wanted})
-    for metric, (end, hours) in MEDIANS.items():
+    for metric, seconds in MEDIANS.items():
         if metric not in query.metrics:
             continue
-        medians = await _medians(session, keys, source, [*conditions, end.is_not(None)], hours)
+        medians = await _medians(session, keys, source, [*conditions, seconds.is_not(None)],
+                                 seconds)
         for group_key, value in medians.items():
             if group_key in groups:
                 groups[group_key].values[metric] = value
@@ -256,12 +264,12 @@ async def _compute(session: AsyncSession, query: StatsQuery, tz: ZoneInfo, now: 
 
 
 async def _medians(session: AsyncSession, keys: list[Any], source: FromClause,
-                   conditions: list[Any], value: ColumnElement[float]) -> dict[Key, Value]:
+                   conditions: list[Any], seconds: ColumnElement[int]) -> dict[Key, Value]:
     """Exact medians with window functions: rank the values in each group and average the
     middle one (odd count) or two (even count): the rows where 2·rank is n, n+1 or n+2."""
     partition = keys or None
-    ranked = (select(*(k.label("k") for k in keys), value.label("v"),
-                     func.row_number().over(partition_by=partition, order_by=value).label("rn"),
+    ranked = (select(*(k.label("k") for k in keys), seconds.label("v"),
+                     func.row_number().over(partition_by=partition, order_by=seconds).label("rn"),
                      func.count().over(partition_by=partition).label("n"))
               .select_from(source).where(*conditions).subquery("ranked"))
     rank = cast(ranked.c.rn, Integer)
@@ -270,7 +278,11 @@ async def _medians(session: AsyncSession, keys: list[Any], source: FromClause,
     if keys:
         statement = statement.group_by(ranked.c.k)
     rows = (await session.execute(statement)).all()
-    return {(row[0] if keys else None): _number(row[-1]) for row in rows}
+    return {(row[0] if keys else None): _hours(row[-1]) for row in rows}
+
+
+def _hours(seconds: Any) -> float | None:
+    return None if seconds is None else float(seconds) / 3600
 
 
 def _number(value: Any) -> Value:
@@ -287,7 +299,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 async def data_period(session: AsyncSession, query: StatsQuery, tz: ZoneInfo) -> Period | None:
     """The local days that hold the selected items, when no period was asked for."""
     first, last = (await session.execute(
-        select(func.min(Item.created_at), func.max(Item.created_at))
+        select(func.min(Item.received_at), func.max(Item.received_at))
         .where(*_conditions(query, tz, with_period=False)))).one()
     if first is None:
         return None
@@ -300,9 +312,13 @@ def _empty(metrics: Sequence[str]) -> dict[str, Value]:
 
 
 async def section_stats(session: AsyncSession, query: StatsQuery, *, tz: ZoneInfo,
-                        now: datetime) -> list[Group]:
-    """One row per group: the largest first; periods in time order, empty ones included."""
+                        now: datetime, from_items: bool = False) -> list[Group]:
+    """One row per group: the largest first; periods in time order, empty ones included.
+
+    Groupings the rollup knows (ROLLUP_GROUPINGS) are read from it; `from_items` computes
+    everything from the items instead (the reference the rollup is tested against)."""
     metrics = [m for m in METRICS if m in query.metrics]
+    fast = not from_items and (query.group_by or "") in ROLLUP_GROUPINGS
     if query.group_by in PERIOD_GROUPINGS:
         assert query.group_by is not None
         period = query.period or await data_period(session, query, tz)
@@ -310,17 +326,158 @@ async def section_stats(session: AsyncSession, query: StatsQuery, *, tz: ZoneInf
             return []
         every = buckets(query.group_by, period, tz)
         found: dict[Key, Group] = {}
-        for chunk in _chunks(every, BUCKETS_PER_QUERY):
-            found.update(await _compute(session, query, tz, now, chunk))
+        if fast:
+            found = await _from_rollup(session, replace(query, period=period), tz, now)
+        else:
+            for chunk in _chunks(every, BUCKETS_PER_QUERY):
+                found.update(await _compute(session, query, tz, now, chunk))
         labels = list(dict.fromkeys(label for label, _, _ in every))
         return [_ordered(found.get(label) or Group(label, _empty(metrics)), metrics)
                 for label in labels]
-    groups = await _compute(session, query, tz, now, None)
+    if fast:
+        groups = await _from_rollup(session, query, tz, now)
+    else:
+        groups = await _compute(session, query, tz, now, None)
     if query.group_by is None:
         return [_ordered(groups.get(None) or Group(None, _empty(metrics)), metrics)]
     largest_first = sorted(groups.values(),
                            key=lambda g: (-int(g.values.get("count") or 0), str(g.key)))
     return [_ordered(g, metrics) for g in largest_first]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path: counts from the daily rollup (item_day_stats, storage/rollups.py), overdue
+# items that are still open from the items (they depend on `now`; there are few), and the
+# medians picked by position from an index ordered by duration.
+
+ROLLUP_GROUPINGS = ("", "topic", "channel", "kind", "block", "status", "day", "week", "month")
+R = ItemDayStats
+ROLLUP_KEYS: dict[str, Any] = {"topic": R.topic, "channel": R.channel, "kind": R.kind,
+                               "block": R.block_id, "status": R.status}
+# Groupings whose medians walk an index (group column, duration, received_at); the others
+# (kind, status, the periods) rank their values with window functions.
+ORDERED_MEDIANS = ("", "topic", "channel", "block")
+
+
+def _rollup_conditions(query: StatsQuery) -> list[Any]:
+    conditions: list[Any] = []
+    for column, values in ((R.topic, query.topics), (R.channel, query.channels),
+                           (R.kind, query.kinds), (R.block_id, query.blocks),
+                           (R.status, query.statuses)):
+        if values:
+            conditions.append(column.in_(sorted(set(values))))
+    if query.block_scope is not None:
+        conditions.append(R.block_id == query.block_scope)
+    if query.period is not None:
+        conditions += [R.day >= query.period.start, R.day < query.period.end]
+    return conditions
+
+
+def _day_label(group_by: str, day: date) -> str:
+    if group_by == "week":
+        return (day - timedelta(days=day.weekday())).isoformat()
+    if group_by == "month":
+        return f"{day.year:04d}-{day.month:02d}"
+    return day.isoformat()
+
+
+async def _from_rollup(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
+                       now: datetime) -> dict[Key, Group]:
+    grouping = query.group_by or ""
+    periodic = grouping in PERIOD_GROUPINGS
+    key = R.day if periodic else ROLLUP_KEYS.get(grouping)
+    keys = [key] if key is not None else []
+    is_open = R.status.in_(OPEN)
+    sums = (func.sum(R.items), func.sum(case((is_open, R.items), else_=0)),
+            func.sum(R.answered), func.sum(R.reacted), func.sum(R.answered_late),
+            func.sum(R.reopened), func.sum(R.rating_sum), func.sum(R.rated),
+            func.sum(R.with_feedback), func.sum(R.satisfied))
+    statement = (select(*(k.label("k") for k in keys), *sums)
+                 .where(*_rollup_conditions(query)).group_by(*keys))
+    totals: dict[Key, list[int]] = {}
+    for row in (await session.execute(statement)).all():
+        group_key = (_day_label(grouping, row[0]) if periodic else row[0]) if keys else None
+        values = [int(v or 0) for v in row[len(keys):]]
+        if group_key in totals:  # days of one week or month
+            totals[group_key] = [a + b for a, b in zip(totals[group_key], values, strict=True)]
+        else:
+            totals[group_key] = values
+    late_open = await _open_overdue(session, query, tz, now)
+    groups: dict[Key, Group] = {}
+    for group_key, (count, open_, answered, reacted, late, reopened, rating_sum, rated,
+                    feedback, satisfied) in totals.items():
+        if count <= 0:
+            continue
+        overdue = late + late_open.get(group_key, 0)
+        groups[group_key] = Group(group_key, {
+            "count": count, "open_count": open_, "overdue_count": overdue,
+            "overdue_share": overdue / count, "reopened_count": reopened,
+            "average_rating": rating_sum / rated if rated else None,
+            "satisfied_share": satisfied / feedback if feedback else None,
+            "_answered": answered, "_reacted": reacted})
+    await _rollup_medians(session, query, tz, groups)
+    return groups
+
+
+async def _open_overdue(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
+                        now: datetime) -> dict[Key, int]:
+    """Open items past their answer deadline and not already counted as answered late."""
+    grouping = query.group_by or ""
+    late = and_(Item.answered_at.is_not(None), Item.answer_due.is_not(None),
+                Item.answered_at > Item.answer_due)
+    column = Item.received_at if grouping in PERIOD_GROUPINGS else KEY_COLUMNS.get(grouping)
+    statement = (select(*([column] if column is not None else []), func.count())
+                 .where(Item.status.in_(OPEN), Item.answer_due < now, ~late,
+                        *_conditions(query, tz)))
+    if column is None:
+        return {None: int(await session.scalar(statement) or 0)}
+    if grouping in PERIOD_GROUPINGS:  # few rows: one per open overdue item
+        counts: dict[Key, int] = {}
+        for received, n in (await session.execute(statement.group_by(column))).all():
+            label = _day_label(grouping, received.astimezone(tz).date())
+            counts[label] = counts.get(label, 0) + n
+        return counts
+    return {k: int(n) for k, n in (await session.execute(statement.group_by(column))).all()}
+
+
+async def _rollup_medians(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
+                          groups: dict[Key, Group]) -> None:
+    grouping = query.group_by or ""
+    for metric, seconds in MEDIANS.items():
+        counted = "_reacted" if seconds is Item.first_reaction_seconds else "_answered"
+        if metric in query.metrics and grouping in ORDERED_MEDIANS:
+            for group_key, group in groups.items():
+                group.values[metric] = await _median_by_position(
+                    session, query, tz, seconds, group_key, int(group.values[counted] or 0))
+        elif metric in query.metrics:
+            source, keys = _items_source(query, buckets(grouping, query.period, tz)
+                                         if grouping in PERIOD_GROUPINGS and query.period
+                                         else None)
+            medians = await _medians(session, keys, source,
+                                     [*_conditions(query, tz), seconds.is_not(None)], seconds)
+            for group_key, value in medians.items():
+                if group_key in groups:
+                    groups[group_key].values[metric] = value
+    for group in groups.values():
+        group.values.pop("_answered", None)
+        group.values.pop("_reacted", None)
+
+
+async def _median_by_position(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
+                              seconds: Any, group_key: Key, n: int) -> float | None:
+    """The middle one (n odd) or two (n even) of the group's n durations: the index on
+    (group column, duration, received_at) hands them over in order, so nothing is sorted.
+    n comes from the rollup, which counts exactly the items this query walks."""
+    if n <= 0:
+        return None
+    column = KEY_COLUMNS.get(query.group_by or "")
+    conditions = [*_conditions(query, tz), seconds.is_not(None)]
+    if column is not None:
+        conditions.append(column == group_key)
+    statement = (select(seconds).where(*conditions).order_by(seconds)
+                 .offset((n - 1) // 2).limit(1 if n % 2 else 2))
+    middle = [int(v) for v in (await session.scalars(statement)).all()]
+    return sum(middle) / len(middle) / 3600 if middle else None
 
 
 def _ordered(group: Group, metrics: Sequence[str]) -> Group:
