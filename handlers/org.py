@@ -167,11 +167,18 @@ CHANNELS = ("telegram", "vk", "pos", "incident_management", "sakhalin_online", "
 
 
 class Analytics(_Strict):
-    """Clusters of repeated problems ("первопричины"): how near, how recent, how many."""
+    """Clusters of repeated problems ("первопричины"): how near, how recent, how many; and
+    the thresholds of growing topics."""
 
     cluster_radius_m: float = Field(default=150, gt=0, le=5000)
     cluster_window_days: int = Field(default=30, ge=1, le=365)
     cluster_min_items: int = Field(default=3, ge=2, le=1000)
+    # Growth of topics (handlers/analytics/growth.py): the last 7 days against the weekly mean
+    # of the 4 weeks before; flagged when all three thresholds hold.
+    growth_min_items: int = Field(default=5, ge=1, le=100_000)
+    growth_ratio: float = Field(default=2.0, gt=1, le=100)
+    growth_p_value: float = Field(default=0.01, gt=0, lt=1)
+    growth_min_baseline: float = Field(default=0.5, gt=0, le=1000)
 
 
 class SectionFilters(_Strict):

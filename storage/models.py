@@ -291,13 +291,14 @@ class ItemDayStats(Base):
 
 
 class GrowthAlert(Base):
-    """The idempotency mark of a growth alert: one per topic (or block) per ISO week."""
+    """The idempotency mark of a growth alert: a topic is announced at most once in 7 days
+    (handlers/analytics/growth.py); `day` is the day D of the comparison."""
 
     __tablename__ = "growth_alerts"
 
     scope: Mapped[str] = mapped_column(String(8), primary_key=True)  # topic or block
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    week: Mapped[str] = mapped_column(String(8), primary_key=True)  # 2026-W48
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
     current: Mapped[int] = mapped_column(Integer)
     baseline: Mapped[float] = mapped_column(Float)
     p_value: Mapped[float] = mapped_column(Float)

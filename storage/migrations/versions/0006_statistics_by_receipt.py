@@ -26,12 +26,12 @@ def upgrade() -> None:
     op.create_table('growth_alerts',
     sa.Column('scope', sa.String(length=8), nullable=False),
     sa.Column('key', sa.String(length=64), nullable=False),
-    sa.Column('week', sa.String(length=8), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
     sa.Column('current', sa.Integer(), nullable=False),
     sa.Column('baseline', sa.Float(), nullable=False),
     sa.Column('p_value', sa.Float(), nullable=False),
     sa.Column('alerted_at', storage.models.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('scope', 'key', 'week', name=op.f('pk_growth_alerts'))
+    sa.PrimaryKeyConstraint('scope', 'key', 'day', name=op.f('pk_growth_alerts'))
     )
     op.create_table('item_day_stats',
     sa.Column('day', sa.Date(), nullable=False),
