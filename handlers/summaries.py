@@ -70,11 +70,11 @@ async def build_summary(session: AsyncSession, services: Services, now: datetime
     summary = Summary(period_start=start, period_end=end)
     received = (R.day >= first_day, R.day < today)
     summary.new_by_topic = [(topic, int(count)) for topic, count in (await session.execute(
-        select(R.topic, func.sum(R.items)).where(*received).group_by(R.topic)
-        .order_by(func.sum(R.items).desc(), R.topic))).all() if count]
+        select(R.topic, func.sum(R.item_count)).where(*received).group_by(R.topic)
+        .order_by(func.sum(R.item_count).desc(), R.topic))).all() if count]
     summary.new_by_channel = [(channel, int(count)) for channel, count in (await session.execute(
-        select(R.channel, func.sum(R.items)).where(*received).group_by(R.channel)
-        .order_by(func.sum(R.items).desc(), R.channel))).all() if count]
+        select(R.channel, func.sum(R.item_count)).where(*received).group_by(R.channel)
+        .order_by(func.sum(R.item_count).desc(), R.channel))).all() if count]
     summary.new_total = sum(count for _, count in summary.new_by_topic)
     summary.answered = await _count(session, Item.answered_at >= start, Item.answered_at < end)
     summary.closed = await _count(session, Item.closed_at >= start, Item.closed_at < end,
@@ -125,7 +125,7 @@ async def daily_counts(session: AsyncSession, services: Services, today: date,
     """New items per local day of receipt, from the rollup in one query."""
     first = today - timedelta(days=days)
     counts = dict((await session.execute(
-        select(R.day, func.sum(R.items)).where(R.day >= first, R.day < today)
+        select(R.day, func.sum(R.item_count)).where(R.day >= first, R.day < today)
         .group_by(R.day))).all())
     return [(first + timedelta(days=i), int(counts.get(first + timedelta(days=i)) or 0))
             for i in range(days)]

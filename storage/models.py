@@ -279,7 +279,7 @@ class ItemDayStats(Base):
     channel: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     status: Mapped[str] = mapped_column(String(24), primary_key=True)
-    items: Mapped[int] = mapped_column(Integer, default=0)
+    item_count: Mapped[int] = mapped_column(Integer, default=0)
     answered: Mapped[int] = mapped_column(Integer, default=0)
     reacted: Mapped[int] = mapped_column(Integer, default=0)
     answered_late: Mapped[int] = mapped_column(Integer, default=0)

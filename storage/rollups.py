@@ -40,8 +40,9 @@ from storage.sqlfuncs import seconds_between
 
 TZ_KEY = "tz"
 KEY = ("day", "topic", "block_id", "channel", "kind", "status")
-COUNTS = ("items", "answered", "reacted", "answered_late", "reopened", "rating_sum", "rated",
-          "with_feedback", "satisfied")
+# ("item_count", not "items": TABLE.c.items would be the column collection's items() method.)
+COUNTS = ("item_count", "answered", "reacted", "answered_late", "reopened", "rating_sum",
+          "rated", "with_feedback", "satisfied")
 # The item columns a contribution depends on: a Core UPDATE of one of them is refused.
 SOURCE = ("received_at", "topic", "block_id", "channel", "kind", "status", "answered_at",
           "first_reaction_at", "answer_due", "reopened_count", "rating", "satisfaction")
@@ -114,7 +115,8 @@ class Differences:
         if any(row[0] < 0 for _, row in changed):
             # A group that lost its last item is gone, not a row of zeros.
             days = sorted({key[0] for key, row in changed if row[0] < 0})
-            connection.execute(delete(TABLE).where(TABLE.c.day.in_(days), TABLE.c.items == 0))
+            connection.execute(delete(TABLE).where(TABLE.c.day.in_(days),
+                                                   TABLE.c.item_count == 0))
 
 
 def _upsert(dialect: str) -> Any:
@@ -205,7 +207,7 @@ def _guard(state: ORMExecuteState) -> None:
     """Core statements on items: inserts bring their rows, updates leave the rollup alone."""
     statement = state.statement
     table = getattr(statement, "table", None)
-    if table is not Item.__table__:
+    if getattr(table, "name", None) != Item.__tablename__:
         return
     if state.is_insert:
         rows = state.execution_options.get("rollup_rows")

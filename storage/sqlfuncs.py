@@ -2,7 +2,8 @@
 
 There are two, both differences of two timestamps (in hours; in whole seconds). SQLite keeps
 them as ISO text (its `julianday` gives days, `strftime('%s')` seconds), PostgreSQL as
-timestamps (`EXTRACT(EPOCH FROM a - b)` gives seconds). Each is compiled per dialect here, so every query that uses it stays the same on both.
+timestamps (`EXTRACT(EPOCH FROM a - b)` gives seconds). Each is compiled per dialect here, so
+every query that uses it stays the same on both.
 """
 
 from __future__ import annotations

@@ -388,7 +388,7 @@ async def _from_rollup(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
     key = R.day if periodic else ROLLUP_KEYS.get(grouping)
     keys = [key] if key is not None else []
     is_open = R.status.in_(OPEN)
-    sums = (func.sum(R.items), func.sum(case((is_open, R.items), else_=0)),
+    sums = (func.sum(R.item_count), func.sum(case((is_open, R.item_count), else_=0)),
             func.sum(R.answered), func.sum(R.reacted), func.sum(R.answered_late),
             func.sum(R.reopened), func.sum(R.rating_sum), func.sum(R.rated),
             func.sum(R.with_feedback), func.sum(R.satisfied))

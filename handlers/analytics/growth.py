@@ -83,8 +83,8 @@ async def growth(session: AsyncSession, settings: Analytics, day: date,
     recent = day - timedelta(days=WEEK)
     first = recent - timedelta(days=WEEK * BASELINE_WEEKS)
     rows = (await session.execute(
-        select(column, func.sum(case((R.day >= recent, R.items), else_=0)),
-               func.sum(case((R.day < recent, R.items), else_=0)))
+        select(column, func.sum(case((R.day >= recent, R.item_count), else_=0)),
+               func.sum(case((R.day < recent, R.item_count), else_=0)))
         .where(R.day >= first, R.day < day).group_by(column))).all()
     results = [assess(scope, key, int(current or 0), int(before or 0) / BASELINE_WEEKS,
                       settings) for key, current, before in rows]
@@ -98,7 +98,7 @@ async def weekly_counts(session: AsyncSession, day: date, weeks: int, *,
     column = SCOPES[scope]
     first = day - timedelta(days=WEEK * weeks)
     rows = (await session.execute(
-        select(R.day, func.sum(R.items)).where(column == key, R.day >= first, R.day < day)
+        select(R.day, func.sum(R.item_count)).where(column == key, R.day >= first, R.day < day)
         .group_by(R.day))).all()
     counts = [0] * weeks
     for received, n in rows:

@@ -40,7 +40,7 @@ def upgrade() -> None:
     sa.Column('channel', sa.String(length=32), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('status', sa.String(length=24), nullable=False),
-    sa.Column('items', sa.Integer(), nullable=False),
+    sa.Column('item_count', sa.Integer(), nullable=False),
     sa.Column('answered', sa.Integer(), nullable=False),
     sa.Column('reacted', sa.Integer(), nullable=False),
     sa.Column('answered_late', sa.Integer(), nullable=False),
