@@ -3,8 +3,9 @@
 Two things are maintained here and nowhere else:
 
 - `item_day_stats`: per local day of receipt and (topic, block, channel, kind, status), the
-  number of items and what they add to each count (answered, late, reopened, ratings…). A
-  year of sections sums about a hundred thousand such rows instead of a million items.
+  number of items and what they add to each count (answered, late, reopened, ratings…), and
+  `item_month_stats`, the same per local month. A year of sections sums about 7,000 monthly
+  rows (plus daily rows for a period's partial months) instead of a million items.
 - `items.first_reaction_seconds` / `items.answer_seconds`: durations from receipt in whole
   seconds (both moments cut to the second). Indexes ordered by them let storage/stats.py pick
   the exact median by position instead of sorting the period.
@@ -35,7 +36,7 @@ from sqlalchemy import insert as core_insert
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql import ColumnElement
 
-from storage.models import Item, ItemDayStats, UTCDateTime
+from storage.models import Item, ItemDayStats, ItemMonthStats, UTCDateTime
 from storage.sqlfuncs import seconds_between
 
 TZ_KEY = "tz"
@@ -48,6 +49,7 @@ SOURCE = ("received_at", "topic", "block_id", "channel", "kind", "status", "answ
           "first_reaction_at", "answer_due", "reopened_count", "rating", "satisfaction")
 DAYS_PER_STATEMENT = 400  # SQLite refuses compound SELECTs of more than 500 terms
 TABLE = ItemDayStats.__table__
+MONTHS = ItemMonthStats.__table__
 
 Contribution = tuple[tuple[Any, ...], tuple[int, ...]]
 
@@ -105,21 +107,29 @@ class Differences:
             row[i] += sign * value
 
     def write(self, connection: Connection) -> None:
-        changed = [(key, row) for key, row in self.rows.items() if any(row)]
-        if not changed:
-            return
-        statement = _upsert(connection.dialect.name)
-        connection.execute(statement, [dict(zip(KEY, key, strict=True))
-                                       | dict(zip(COUNTS, row, strict=True))
-                                       for key, row in changed])
-        if any(row[0] < 0 for _, row in changed):
-            # A group that lost its last item is gone, not a row of zeros.
-            days = sorted({key[0] for key, row in changed if row[0] < 0})
-            connection.execute(delete(TABLE).where(TABLE.c.day.in_(days),
-                                                   TABLE.c.item_count == 0))
+        """Upsert the daily rows, then the same differences summed per month."""
+        months: dict[tuple[Any, ...], list[int]] = {}
+        for key, row in self.rows.items():
+            month = months.setdefault((key[0].replace(day=1), *key[1:]), [0] * len(COUNTS))
+            for i, value in enumerate(row):
+                month[i] += value
+        for table, rows in ((TABLE, self.rows), (MONTHS, months)):
+            changed = [(key, row) for key, row in rows.items() if any(row)]
+            if not changed:
+                continue
+            first = table.primary_key.columns.values()[0]
+            names = (first.name, *KEY[1:])
+            connection.execute(_upsert(connection.dialect.name, table),
+                               [dict(zip(names, key, strict=True))
+                                | dict(zip(COUNTS, row, strict=True)) for key, row in changed])
+            if any(row[0] < 0 for _, row in changed):
+                # A group that lost its last item is gone, not a row of zeros.
+                periods = sorted({key[0] for key, row in changed if row[0] < 0})
+                connection.execute(delete(table).where(first.in_(periods),
+                                                       table.c.item_count == 0))
 
 
-def _upsert(dialect: str) -> Any:
+def _upsert(dialect: str, table: Any) -> Any:
     """INSERT … ON CONFLICT (key) DO UPDATE SET count = count + excluded.count: the same
     construct on both databases, built by each dialect's own insert()."""
     if dialect == "postgresql":
@@ -128,10 +138,10 @@ def _upsert(dialect: str) -> Any:
         from sqlalchemy.dialects.sqlite import insert
     else:
         raise RollupError(f"no upsert for {dialect}")
-    statement = insert(TABLE)
+    statement = insert(table)
     return statement.on_conflict_do_update(
-        index_elements=list(KEY),
-        set_={name: TABLE.c[name] + statement.excluded[name] for name in COUNTS})
+        index_elements=[c.name for c in table.primary_key.columns],
+        set_={name: table.c[name] + statement.excluded[name] for name in COUNTS})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,19 +274,39 @@ def _rollup_select(days: list[date], tz: ZoneInfo) -> Any:
             .group_by(bounds.c.day, t.topic, t.block_id, t.channel, t.kind, t.status))
 
 
-def rebuild_statements(first: date, last: date, tz: ZoneInfo) -> Iterable[Any]:
+def rebuild_statements(first: date, last: date, tz: ZoneInfo, *,
+                       durations: bool = True) -> Iterable[Any]:
     """DELETE everything, fill the durations, then INSERT … SELECT per 400 local days."""
     yield delete(TABLE)
+    yield delete(MONTHS)
     t = Item.__table__
-    yield t.update().values(
-        first_reaction_seconds=seconds_between(t.c.first_reaction_at, t.c.received_at),
-        answer_seconds=seconds_between(t.c.answered_at, t.c.received_at))
+    if durations:
+        yield t.update().values(
+            first_reaction_seconds=seconds_between(t.c.first_reaction_at, t.c.received_at),
+            answer_seconds=seconds_between(t.c.answered_at, t.c.received_at))
     day = first
     while day <= last:
         days = [day + timedelta(days=i) for i in range(DAYS_PER_STATEMENT)
                 if day + timedelta(days=i) <= last]
         yield core_insert(TABLE).from_select([*KEY, *COUNTS], _rollup_select(days, tz))
         day = days[-1] + timedelta(days=1)
+    yield core_insert(MONTHS).from_select(["month", *KEY[1:], *COUNTS],
+                                          _months_select(first, last))
+
+
+def _months_select(first: date, last: date) -> Any:
+    """The monthly rows summed from the daily ones (joined to a list of month bounds)."""
+    months, month = [], first.replace(day=1)
+    while month <= last:
+        following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        months.append(select(literal(month).label("month"), literal(following).label("e")))
+        month = following
+    bounds = (union_all(*months) if len(months) > 1 else months[0]).subquery("months")
+    d = TABLE.c
+    return (select(bounds.c.month, d.topic, d.block_id, d.channel, d.kind, d.status,
+                   *(func.sum(d[name]) for name in COUNTS))
+            .select_from(bounds.join(TABLE, and_(d.day >= bounds.c.month, d.day < bounds.c.e)))
+            .group_by(bounds.c.month, d.topic, d.block_id, d.channel, d.kind, d.status))
 
 
 def received_span(connection: Connection, tz: ZoneInfo) -> tuple[date, date] | None:
@@ -291,13 +321,15 @@ def received_span(connection: Connection, tz: ZoneInfo) -> tuple[date, date] | N
             local_day(last.replace(tzinfo=UTC), tz) + timedelta(days=1))
 
 
-def rebuild_sync(connection: Connection, tz: ZoneInfo) -> None:
-    """Recompute the rollup and the durations on a synchronous connection (in a transaction)."""
+def rebuild_sync(connection: Connection, tz: ZoneInfo, *, durations: bool = True) -> None:
+    """Recompute the rollup and the durations on a synchronous connection (in a transaction).
+    `durations=False` keeps the stored durations (a bulk load that computed them itself)."""
     span = received_span(connection, tz)
     if span is None:
         connection.execute(delete(TABLE))
+        connection.execute(delete(MONTHS))
         return
-    for statement in rebuild_statements(*span, tz):
+    for statement in rebuild_statements(*span, tz, durations=durations):
         connection.execute(statement)
 
 

@@ -1,8 +1,8 @@
-"""Statistical sections computed in SQL: one GROUP BY pass plus one window pass per median.
+"""Statistical sections computed in SQL, counted by the date of receipt.
 
-Nothing here loads items into Python: every query returns one row per group. The SQL is the
-same on SQLite and PostgreSQL (the one exception, a difference of two timestamps, lives in
-storage/sqlfuncs.py).
+Nothing here loads items into Python: every query returns one row per group (or, for a
+median, one or two values). The SQL is the same on SQLite and PostgreSQL; the few spellings
+that differ live in storage/sqlfuncs.py and storage/rollups.py.
 
 Definitions (the same in the chat, the CLI, the XLSX and the daily summary):
 
@@ -12,19 +12,33 @@ Definitions (the same in the chat, the CLI, the XLSX and the daily summary):
   answered after their `answer_due` (the extended one, if extended). Items without an answer
   deadline are never overdue.
 - **overdue_share**: overdue_count / count, from 0 to 1.
-- **median_first_reaction_hours**: the exact median of `first_reaction_at - received_at` in
-  hours, over the items that had a first reaction.
-- **median_answer_hours**: the exact median of `answered_at - received_at` in hours, over the
-  answered items. The median of an even number of values is the mean of the two middle ones.
+- **median_first_reaction_hours**: the exact median of the time from receipt to the first
+  reaction, over the items that had one; durations are whole seconds (both moments cut to the
+  second), shown in hours.
+- **median_answer_hours**: the same from receipt to the answer, over the answered items. The
+  median of an even number of values is the mean of the two middle ones.
 - **average_rating**: the mean of the citizens' ratings (1-5) where given.
 - **satisfied_share**: among items with any feedback (a satisfaction answer or a rating), the
   share *satisfied*: `satisfaction == 'yes'` or `rating >= 4`.
 - **reopened_count**: items reopened at least once (`reopened_count > 0`).
 
-Periods are local days [start, end) in the МЦУ time zone. They are turned into UTC bounds in
-Python with zoneinfo, and the day/week/month groupings join the items to a small list of such
-bounds (one row per local day, ISO week or month): a range join is plain SQL on both
-databases, uses the created_at index, and stays right for any zone, with or without DST.
+Periods are local days [start, end) of **receipt** (`received_at`) in the МЦУ time zone: an
+export of last month imported today lands in last month.
+
+Two ways to the same numbers:
+
+- **The rollup** (groupings in ROLLUP_GROUPINGS: the total, topic, channel, kind, block,
+  status, day, week, month). Counts are sums over `item_day_stats`, one row per local day and
+  (topic, block, channel, kind, status), kept in the transaction of every change by
+  storage/rollups.py; a year is ~100k rows instead of a million items. Open items past their
+  deadline depend on `now`, so they are counted from the items (few, indexed by status and
+  deadline). A median is picked by position: the rollup says how many durations the group has
+  (n), and the index (group column, duration, received_at) hands them over in order, so the
+  middle one or two are read after skipping (n-1)//2 entries, without sorting anything.
+- **From the items** (executor and cluster sections, and `from_items=True`): one GROUP BY
+  pass, plus a window pass per median that ranks the durations of each group. The period
+  groupings join the items to a small list of local-day bounds (a range join, portable and
+  right for any zone). tests/test_stats_rollup.py checks that both ways agree.
 """
 
 from __future__ import annotations
@@ -53,7 +67,8 @@ from sqlalchemy.sql import ColumnElement, FromClause
 
 from handlers.org import GROUPINGS, METRICS
 from handlers.rules.lifecycle import OPEN_STATES
-from storage.models import Item, ItemDayStats, UTCDateTime
+from storage.models import Item, ItemDayStats, ItemMonthStats, UTCDateTime
+from storage.sqlfuncs import prefer_index
 
 PERIOD_GROUPINGS = ("day", "week", "month")
 COUNT_METRICS = ("count", "overdue_count", "reopened_count", "open_count")
@@ -351,7 +366,7 @@ async def section_stats(session: AsyncSession, query: StatsQuery, *, tz: ZoneInf
 # medians picked by position from an index ordered by duration.
 
 ROLLUP_GROUPINGS = ("", "topic", "channel", "kind", "block", "status", "day", "week", "month")
-R = ItemDayStats
+R, M = ItemDayStats, ItemMonthStats
 ROLLUP_KEYS: dict[str, Any] = {"topic": R.topic, "channel": R.channel, "kind": R.kind,
                                "block": R.block_id, "status": R.status}
 # Groupings whose medians walk an index (group column, duration, received_at); the others
@@ -359,18 +374,40 @@ ROLLUP_KEYS: dict[str, Any] = {"topic": R.topic, "channel": R.channel, "kind": R
 ORDERED_MEDIANS = ("", "topic", "channel", "block")
 
 
-def _rollup_conditions(query: StatsQuery) -> list[Any]:
+def _rollup_conditions(query: StatsQuery, table: Any) -> list[Any]:
     conditions: list[Any] = []
-    for column, values in ((R.topic, query.topics), (R.channel, query.channels),
-                           (R.kind, query.kinds), (R.block_id, query.blocks),
-                           (R.status, query.statuses)):
+    for column, values in ((table.topic, query.topics), (table.channel, query.channels),
+                           (table.kind, query.kinds), (table.block_id, query.blocks),
+                           (table.status, query.statuses)):
         if values:
             conditions.append(column.in_(sorted(set(values))))
     if query.block_scope is not None:
-        conditions.append(R.block_id == query.block_scope)
-    if query.period is not None:
-        conditions += [R.day >= query.period.start, R.day < query.period.end]
+        conditions.append(table.block_id == query.block_scope)
     return conditions
+
+
+def _segments(query: StatsQuery) -> list[tuple[Any, Any, date | None, date | None]]:
+    """(rollup, its date column, from, to): whole months from the monthly rows, the days
+    before and after them from the daily ones. Days and weeks read daily rows only."""
+    period = query.period
+    if period is None:
+        return [(R, R.day, None, None)]
+    if query.group_by in ("day", "week"):
+        return [(R, R.day, period.start, period.end)]
+    first = period.start if period.start.day == 1 else _next_month(period.start)
+    last = period.end.replace(day=1)
+    if first >= last:
+        return [(R, R.day, period.start, period.end)]
+    segments = [(M, M.month, first, last)]
+    if period.start < first:
+        segments.append((R, R.day, period.start, first))
+    if last < period.end:
+        segments.append((R, R.day, last, period.end))
+    return segments
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def _day_label(group_by: str, day: date) -> str:
@@ -385,23 +422,30 @@ async def _from_rollup(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
                        now: datetime) -> dict[Key, Group]:
     grouping = query.group_by or ""
     periodic = grouping in PERIOD_GROUPINGS
-    key = R.day if periodic else ROLLUP_KEYS.get(grouping)
-    keys = [key] if key is not None else []
-    is_open = R.status.in_(OPEN)
-    sums = (func.sum(R.item_count), func.sum(case((is_open, R.item_count), else_=0)),
-            func.sum(R.answered), func.sum(R.reacted), func.sum(R.answered_late),
-            func.sum(R.reopened), func.sum(R.rating_sum), func.sum(R.rated),
-            func.sum(R.with_feedback), func.sum(R.satisfied))
-    statement = (select(*(k.label("k") for k in keys), *sums)
-                 .where(*_rollup_conditions(query)).group_by(*keys))
     totals: dict[Key, list[int]] = {}
-    for row in (await session.execute(statement)).all():
-        group_key = (_day_label(grouping, row[0]) if periodic else row[0]) if keys else None
-        values = [int(v or 0) for v in row[len(keys):]]
-        if group_key in totals:  # days of one week or month
-            totals[group_key] = [a + b for a, b in zip(totals[group_key], values, strict=True)]
-        else:
-            totals[group_key] = values
+    for table, moment, start, end in _segments(query):
+        key = moment if periodic else ROLLUP_KEYS.get(grouping)
+        if key is not None and not periodic:
+            key = getattr(table, key.key)  # the same column of this rollup
+        keys = [key] if key is not None else []
+        is_open = table.status.in_(OPEN)
+        sums = (func.sum(table.item_count), func.sum(case((is_open, table.item_count),
+                                                          else_=0)),
+                func.sum(table.answered), func.sum(table.reacted), func.sum(table.answered_late),
+                func.sum(table.reopened), func.sum(table.rating_sum), func.sum(table.rated),
+                func.sum(table.with_feedback), func.sum(table.satisfied))
+        bounds = [] if start is None else [moment >= start, moment < end]
+        statement = (select(*(k.label("k") for k in keys), *sums)
+                     .where(*_rollup_conditions(query, table), *bounds).group_by(*keys))
+        for row in (await session.execute(statement)).all():
+            group_key = ((_day_label(grouping, row[0]) if periodic else row[0]) if keys
+                         else None)
+            values = [int(v or 0) for v in row[len(keys):]]
+            if group_key in totals:  # days of one week or month, or another segment
+                totals[group_key] = [a + b for a, b in zip(totals[group_key], values,
+                                                           strict=True)]
+            else:
+                totals[group_key] = values
     late_open = await _open_overdue(session, query, tz, now)
     groups: dict[Key, Group] = {}
     for group_key, (count, open_, answered, reacted, late, reopened, rating_sum, rated,
@@ -426,9 +470,10 @@ async def _open_overdue(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
     late = and_(Item.answered_at.is_not(None), Item.answer_due.is_not(None),
                 Item.answered_at > Item.answer_due)
     column = Item.received_at if grouping in PERIOD_GROUPINGS else KEY_COLUMNS.get(grouping)
-    statement = (select(*([column] if column is not None else []), func.count())
-                 .where(Item.status.in_(OPEN), Item.answer_due < now, ~late,
-                        *_conditions(query, tz)))
+    statement = prefer_index(select(*([column] if column is not None else []), func.count())
+                             .where(Item.status.in_(OPEN), Item.answer_due < now, ~late,
+                                    *_conditions(query, tz)),
+                             Item, "ix_items_status_answer_due")
     if column is None:
         return {None: int(await session.scalar(statement) or 0)}
     if grouping in PERIOD_GROUPINGS:  # few rows: one per open overdue item
@@ -474,8 +519,10 @@ async def _median_by_position(session: AsyncSession, query: StatsQuery, tz: Zone
     conditions = [*_conditions(query, tz), seconds.is_not(None)]
     if column is not None:
         conditions.append(column == group_key)
-    statement = (select(seconds).where(*conditions).order_by(seconds)
-                 .offset((n - 1) // 2).limit(1 if n % 2 else 2))
+    index = "_".join(("ix_items", *([column.key] if column is not None else []),
+                      "answer_seconds" if seconds is Item.answer_seconds else "reaction_seconds"))
+    statement = prefer_index(select(seconds).where(*conditions).order_by(seconds)
+                             .offset((n - 1) // 2).limit(1 if n % 2 else 2), Item, index)
     middle = [int(v) for v in (await session.scalars(statement)).all()]
     return sum(middle) / len(middle) / 3600 if middle else None
 

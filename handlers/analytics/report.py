@@ -89,15 +89,18 @@ def query_for(org: Organisation, section: Section, period: Period, audience: Aud
 
 async def build_report(session: AsyncSession, org: Organisation, tz: ZoneInfo, now: datetime,
                        section: Section, period: Period, audience: Audience, t: Translator, *,
-                       metrics: tuple[str, ...] | None = None) -> Report:
+                       metrics: tuple[str, ...] | None = None,
+                       from_items: bool = False) -> Report:
+    """`from_items` skips the rollup (bench/stats.py compares both ways)."""
     query = query_for(org, section, period, audience, metrics)
-    groups = await section_stats(session, query, tz=tz, now=now)
+    groups = await section_stats(session, query, tz=tz, now=now, from_items=from_items)
     labels = await _labels(session, org, section.group_by, [g.key for g in groups], audience, t)
     rows = [ReportRow(g.key, labels.get(g.key, str(g.key)), g.values) for g in groups]
     total = None
     if section.group_by != "cluster":  # clusters overlap nothing else: a sum says little
         (whole,) = await section_stats(session, query_for(org, section, period, audience,
-                                                          metrics, total=True), tz=tz, now=now)
+                                                          metrics, total=True), tz=tz, now=now,
+                                      from_items=from_items)
         total = ReportRow(None, t("stats.total"), whole.values)
     return Report(section=section, period=period, title=section.label(t.locale),
                   group_title=t(f"stats.group.{section.group_by}"), metrics=query.metrics,

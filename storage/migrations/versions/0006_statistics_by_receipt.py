@@ -33,6 +33,24 @@ def upgrade() -> None:
     sa.Column('alerted_at', storage.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('scope', 'key', 'day', name=op.f('pk_growth_alerts'))
     )
+    op.create_table('item_month_stats',
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('topic', sa.String(length=64), nullable=False),
+    sa.Column('block_id', sa.String(length=64), nullable=False),
+    sa.Column('channel', sa.String(length=32), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('item_count', sa.Integer(), nullable=False),
+    sa.Column('answered', sa.Integer(), nullable=False),
+    sa.Column('reacted', sa.Integer(), nullable=False),
+    sa.Column('answered_late', sa.Integer(), nullable=False),
+    sa.Column('reopened', sa.Integer(), nullable=False),
+    sa.Column('rating_sum', sa.Integer(), nullable=False),
+    sa.Column('rated', sa.Integer(), nullable=False),
+    sa.Column('with_feedback', sa.Integer(), nullable=False),
+    sa.Column('satisfied', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('month', 'topic', 'block_id', 'channel', 'kind', 'status', name=op.f('pk_item_month_stats'))
+    )
     op.create_table('item_day_stats',
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('topic', sa.String(length=64), nullable=False),
@@ -104,5 +122,6 @@ def downgrade() -> None:
         batch_op.drop_column('first_reaction_seconds')
 
     op.drop_table('item_day_stats')
+    op.drop_table('item_month_stats')
     op.drop_table('growth_alerts')
     # ### end Alembic commands ###
