@@ -1,6 +1,6 @@
 """SQL expressions that have no common spelling in SQLite and PostgreSQL.
 
-There are two, both differences of two timestamps (in hours; in whole seconds). SQLite keeps
+There are two differences of two timestamps (in hours; in whole seconds). SQLite keeps
 them as ISO text (its `julianday` gives days, `strftime('%s')` seconds), PostgreSQL as
 timestamps (`EXTRACT(EPOCH FROM a - b)` gives seconds). Each is compiled per dialect here, so
 every query that uses it stays the same on both.
@@ -75,11 +75,31 @@ def _seconds_other(element: seconds_between, compiler: SQLCompiler, **kw: Any) -
     raise CompileError(f"seconds_between is not defined for {compiler.dialect.name}")
 
 
-def prefer_index(statement: Any, entity: Any, index: str) -> Any:
-    """Name the index on SQLite (`INDEXED BY`), nothing elsewhere.
+class unindexed(FunctionElement[Any]):
+    """The column's value, hidden from SQLite's planner (`+column`, SQLite's documented way to
+    keep a term from choosing an index); the plain column elsewhere.
 
-    SQLite's planner picks the period's (column, received_at) index and sorts, where walking
-    an index already in the wanted order is 100× cheaper (the median by position, the open
-    items past their deadline). PostgreSQL's planner finds these itself.
+    For a median by position or the open items past their deadline, SQLite would pick the
+    period's (column, received_at) index and sort, where walking an index already in the
+    wanted order is 100× cheaper; the period is still checked, from the same index entry.
+    PostgreSQL's planner finds these plans itself.
     """
-    return statement.with_hint(entity, f"INDEXED BY {index}", "sqlite")
+
+    name = "unindexed"
+    inherit_cache = True
+
+    def __init__(self, column: Any) -> None:
+        super().__init__(column)
+        self.type = column.type  # comparisons bind their values with the column's type
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"+{compiler.process(column, **kw)}"
+
+
+@compiles(unindexed)
+def _unindexed_other(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return str(compiler.process(column, **kw))

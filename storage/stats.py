@@ -68,7 +68,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 from handlers.org import GROUPINGS, METRICS
 from handlers.rules.lifecycle import OPEN_STATES
 from storage.models import Item, ItemDayStats, ItemMonthStats, UTCDateTime
-from storage.sqlfuncs import prefer_index
+from storage.sqlfuncs import unindexed
 
 PERIOD_GROUPINGS = ("day", "week", "month")
 COUNT_METRICS = ("count", "overdue_count", "reopened_count", "open_count")
@@ -214,7 +214,10 @@ MEDIANS = {
 }
 
 
-def _conditions(query: StatsQuery, tz: ZoneInfo, *, with_period: bool = True) -> list[Any]:
+def _conditions(query: StatsQuery, tz: ZoneInfo, *, with_period: bool = True,
+                period_index: bool = True) -> list[Any]:
+    """The query's filters as conditions on items; `period_index=False` keeps SQLite from
+    choosing a received_at index for the period (see storage.sqlfuncs.unindexed)."""
     conditions: list[Any] = []
     for column, values in ((Item.topic, query.topics), (Item.channel, query.channels),
                            (Item.kind, query.kinds), (Item.block_id, query.blocks),
@@ -225,7 +228,8 @@ def _conditions(query: StatsQuery, tz: ZoneInfo, *, with_period: bool = True) ->
         conditions.append(Item.block_id == query.block_scope)
     if with_period and query.period is not None:
         start, end = query.period.utc_bounds(tz)
-        conditions += [Item.received_at >= start, Item.received_at < end]
+        received = Item.received_at if period_index else unindexed(Item.received_at)
+        conditions += [received >= start, received < end]
     if query.group_by == "cluster":
         conditions.append(Item.cluster_id.is_not(None))
     return conditions
@@ -465,24 +469,24 @@ async def _from_rollup(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
 
 async def _open_overdue(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
                         now: datetime) -> dict[Key, int]:
-    """Open items past their answer deadline and not already counted as answered late."""
+    """Open items past their answer deadline and not already counted as answered late.
+
+    One row per such item, counted here: a GROUP BY would tempt SQLite into walking a whole
+    (topic, …) index for its order instead of the (status, answer_due) one; these items are
+    few (an open backlog, not the year)."""
     grouping = query.group_by or ""
     late = and_(Item.answered_at.is_not(None), Item.answer_due.is_not(None),
                 Item.answered_at > Item.answer_due)
     column = Item.received_at if grouping in PERIOD_GROUPINGS else KEY_COLUMNS.get(grouping)
-    statement = prefer_index(select(*([column] if column is not None else []), func.count())
-                             .where(Item.status.in_(OPEN), Item.answer_due < now, ~late,
-                                    *_conditions(query, tz)),
-                             Item, "ix_items_status_answer_due")
-    if column is None:
-        return {None: int(await session.scalar(statement) or 0)}
-    if grouping in PERIOD_GROUPINGS:  # few rows: one per open overdue item
-        counts: dict[Key, int] = {}
-        for received, n in (await session.execute(statement.group_by(column))).all():
-            label = _day_label(grouping, received.astimezone(tz).date())
-            counts[label] = counts.get(label, 0) + n
-        return counts
-    return {k: int(n) for k, n in (await session.execute(statement.group_by(column))).all()}
+    statement = (select(column if column is not None else literal(None))
+                 .where(Item.status.in_(OPEN), Item.answer_due < now, ~late,
+                        *_conditions(query, tz, period_index=False)))
+    counts: dict[Key, int] = {}
+    for (value,) in (await session.execute(statement)).all():
+        key = (_day_label(grouping, value.astimezone(tz).date())
+               if grouping in PERIOD_GROUPINGS else value)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 async def _rollup_medians(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
@@ -516,13 +520,11 @@ async def _median_by_position(session: AsyncSession, query: StatsQuery, tz: Zone
     if n <= 0:
         return None
     column = KEY_COLUMNS.get(query.group_by or "")
-    conditions = [*_conditions(query, tz), seconds.is_not(None)]
+    conditions = [*_conditions(query, tz, period_index=False), seconds.is_not(None)]
     if column is not None:
         conditions.append(column == group_key)
-    index = "_".join(("ix_items", *([column.key] if column is not None else []),
-                      "answer_seconds" if seconds is Item.answer_seconds else "reaction_seconds"))
-    statement = prefer_index(select(seconds).where(*conditions).order_by(seconds)
-                             .offset((n - 1) // 2).limit(1 if n % 2 else 2), Item, index)
+    statement = (select(seconds).where(*conditions).order_by(seconds)
+                 .offset((n - 1) // 2).limit(1 if n % 2 else 2))
     middle = [int(v) for v in (await session.scalars(statement)).all()]
     return sum(middle) / len(middle) / 3600 if middle else None
 
