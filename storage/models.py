@@ -263,6 +263,11 @@ class Item(Base):
               "received_at"),
         Index("ix_items_block_reaction_seconds", "block_id", "first_reaction_seconds",
               "received_at"),
+        # The clusters section is computed from the items (storage/stats.py): everything it
+        # reads, in the order of its medians, so ~6% of a year is read from one index.
+        Index("ix_items_cluster_stats", "cluster_id", "answer_seconds", "received_at", "status",
+              "answer_due", "answered_at", "reopened_count", "rating", "satisfaction",
+              "first_reaction_seconds"),
     )
 
 

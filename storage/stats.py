@@ -258,7 +258,8 @@ async def _compute(session: AsyncSession, query: StatsQuery, tz: ZoneInfo, now: 
                    chunk: Sequence[tuple[str, datetime, datetime]] | None) -> dict[Key, Group]:
     """Every metric from the items themselves: the executor and cluster sections, and the
     reference the rollup is checked against (tests/test_stats_rollup.py)."""
-    conditions = _conditions(query, tz)
+    # Clustered items are few (cluster_id index); a year of received_at is not.
+    conditions = _conditions(query, tz, period_index=query.group_by != "cluster")
     source, keys = _items_source(query, chunk)
     aggregates = _aggregates(now)
     wanted = [m for m in METRICS if m in aggregates and (m in query.metrics or m == "count")]
