@@ -54,6 +54,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -301,6 +302,10 @@ async def _medians(session: AsyncSession, keys: list[Any], source: FromClause,
     return {(row[0] if keys else None): _hours(row[-1]) for row in rows}
 
 
+def _inline(value: Any) -> Any:
+    return bindparam(None, value, literal_execute=True)
+
+
 def _hours(seconds: Any) -> float | None:
     return None if seconds is None else float(seconds) / 3600
 
@@ -451,7 +456,8 @@ async def _from_rollup(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
                                                            strict=True)]
             else:
                 totals[group_key] = values
-    late_open = await _open_overdue(session, query, tz, now)
+    wants_overdue = {"overdue_count", "overdue_share"} & set(query.metrics)
+    late_open = await _open_overdue(session, query, tz, now) if wants_overdue else {}
     groups: dict[Key, Group] = {}
     for group_key, (count, open_, answered, reacted, late, reopened, rating_sum, rated,
                     feedback, satisfied) in totals.items():
@@ -523,9 +529,11 @@ async def _median_by_position(session: AsyncSession, query: StatsQuery, tz: Zone
     column = KEY_COLUMNS.get(query.group_by or "")
     conditions = [*_conditions(query, tz, period_index=False), seconds.is_not(None)]
     if column is not None:
-        conditions.append(column == group_key)
+        conditions.append(column == _inline(group_key))
+    # The key and the position are written into the SQL: a plan made for unknown values (a
+    # prepared statement's generic plan on PostgreSQL) sorts the whole period instead.
     statement = (select(seconds).where(*conditions).order_by(seconds)
-                 .offset((n - 1) // 2).limit(1 if n % 2 else 2))
+                 .offset(_inline((n - 1) // 2)).limit(_inline(1 if n % 2 else 2)))
     middle = [int(v) for v in (await session.scalars(statement)).all()]
     return sum(middle) / len(middle) / 3600 if middle else None
 
