@@ -178,7 +178,7 @@ def _bucket_table(chunk: Sequence[tuple[str, datetime, datetime]]) -> FromClause
 
 def is_overdue(now: datetime) -> ColumnElement[bool]:
     return or_(
-        and_(Item.status.in_(OPEN), Item.answer_due.is_not(None), Item.answer_due < now),
+        and_(Item.status.in_(OPEN), Item.answer_due.is_not(None), Item.answer_due < _inline(now)),
         and_(Item.answered_at.is_not(None), Item.answer_due.is_not(None),
              Item.answered_at > Item.answer_due),
     )
@@ -230,7 +230,7 @@ def _conditions(query: StatsQuery, tz: ZoneInfo, *, with_period: bool = True,
     if with_period and query.period is not None:
         start, end = query.period.utc_bounds(tz)
         received = Item.received_at if period_index else unindexed(Item.received_at)
-        conditions += [received >= start, received < end]
+        conditions += [received >= _inline(start), received < _inline(end)]
     if query.group_by == "cluster":
         conditions.append(Item.cluster_id.is_not(None))
     return conditions
@@ -303,7 +303,11 @@ async def _medians(session: AsyncSession, keys: list[Any], source: FromClause,
 
 
 def _inline(value: Any) -> Any:
-    return bindparam(None, value, literal_execute=True)
+    """A value written into the SQL when it is run. The statistics' statements are few and
+    repeated with new values; on PostgreSQL a prepared statement's generic plan (after five
+    runs) cannot see that a period or a moment selects a few rows, and scans everything."""
+    kind = UTCDateTime() if isinstance(value, datetime) else None
+    return bindparam(None, value, type_=kind, literal_execute=True)
 
 
 def _hours(seconds: Any) -> float | None:
@@ -486,7 +490,7 @@ async def _open_overdue(session: AsyncSession, query: StatsQuery, tz: ZoneInfo,
                 Item.answered_at > Item.answer_due)
     column = Item.received_at if grouping in PERIOD_GROUPINGS else KEY_COLUMNS.get(grouping)
     statement = (select(column if column is not None else literal(None))
-                 .where(Item.status.in_(OPEN), Item.answer_due < now, ~late,
+                 .where(Item.status.in_(OPEN), Item.answer_due < _inline(now), ~late,
                         *_conditions(query, tz, period_index=False)))
     counts: dict[Key, int] = {}
     for (value,) in (await session.execute(statement)).all():
