@@ -31,7 +31,18 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, case, delete, event, func, literal, select, union_all
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    delete,
+    event,
+    func,
+    inspect,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy import insert as core_insert
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql import ColumnElement
@@ -160,18 +171,12 @@ def _current(item: Item) -> dict[str, Any]:
 
 
 def _previous(item: Item) -> dict[str, Any]:
-    state = inspect_state(item)
+    state = inspect(item)
     values = {}
     for name in SOURCE:
         history = state.attrs[name].history
         values[name] = history.deleted[0] if history.deleted else getattr(item, name)
     return values
-
-
-def inspect_state(item: Item) -> Any:
-    from sqlalchemy import inspect
-
-    return inspect(item)
 
 
 def _fill_durations(item: Item) -> None:

@@ -1,50 +1,26 @@
 """SQL expressions that have no common spelling in SQLite and PostgreSQL.
 
-There are two differences of two timestamps (in hours; in whole seconds). SQLite keeps
-them as ISO text (its `julianday` gives days, `strftime('%s')` seconds), PostgreSQL as
-timestamps (`EXTRACT(EPOCH FROM a - b)` gives seconds). Each is compiled per dialect here, so
-every query that uses it stays the same on both.
+- the difference of two timestamps in whole seconds: SQLite keeps them as ISO text
+  (`strftime('%s')` gives seconds), PostgreSQL as timestamps (`EXTRACT(EPOCH FROM …)`);
+- a column hidden from SQLite's planner (`+column`), a plain column elsewhere.
+
+Each is compiled per dialect here, so every query that uses them stays the same on both.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float, Integer
+from sqlalchemy import Integer
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 
-class hours_between(FunctionElement[float]):
-    """hours_between(later, earlier): (later - earlier) in hours, as a float."""
-
-    type = Float()
-    name = "hours_between"
-    inherit_cache = True
-
-
-def _arguments(element: hours_between, compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
+def _arguments(element: Any, compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
     later, earlier = list(element.clauses)
     return compiler.process(later, **kw), compiler.process(earlier, **kw)
-
-
-@compiles(hours_between, "sqlite")
-def _hours_sqlite(element: hours_between, compiler: SQLCompiler, **kw: Any) -> str:
-    later, earlier = _arguments(element, compiler, **kw)
-    return f"((julianday({later}) - julianday({earlier})) * 24.0)"
-
-
-@compiles(hours_between, "postgresql")
-def _hours_postgresql(element: hours_between, compiler: SQLCompiler, **kw: Any) -> str:
-    later, earlier = _arguments(element, compiler, **kw)
-    return f"(CAST(EXTRACT(EPOCH FROM ({later} - {earlier})) AS DOUBLE PRECISION) / 3600.0)"
-
-
-@compiles(hours_between)
-def _hours_other(element: hours_between, compiler: SQLCompiler, **kw: Any) -> str:
-    raise CompileError(f"hours_between is not defined for {compiler.dialect.name}")
 
 
 class seconds_between(FunctionElement[int]):
@@ -58,14 +34,14 @@ class seconds_between(FunctionElement[int]):
 
 @compiles(seconds_between, "sqlite")
 def _seconds_sqlite(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
-    later, earlier = _arguments(element, compiler, **kw)  # type: ignore[arg-type]
+    later, earlier = _arguments(element, compiler, **kw)
     return (f"(CAST(strftime('%s', {later}) AS INTEGER) - "
             f"CAST(strftime('%s', {earlier}) AS INTEGER))")
 
 
 @compiles(seconds_between, "postgresql")
 def _seconds_postgresql(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
-    later, earlier = _arguments(element, compiler, **kw)  # type: ignore[arg-type]
+    later, earlier = _arguments(element, compiler, **kw)
     return (f"(CAST(EXTRACT(EPOCH FROM date_trunc('second', {later})) AS BIGINT) - "
             f"CAST(EXTRACT(EPOCH FROM date_trunc('second', {earlier})) AS BIGINT))")
 

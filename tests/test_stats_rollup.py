@@ -150,3 +150,22 @@ async def test_changes_that_would_bypass_the_rollup_are_refused(services):
         with pytest.raises(RollupError):
             async with session.begin():
                 await session.execute(insert(Item), [{"number": "X"}])
+
+
+async def test_statistics_read_beside_a_held_write_lock(sqlite_url, tmp_path):
+    """/stats, `mcu stats` and the summaries read through read-only sessions: on SQLite they
+    begin DEFERRED and read a snapshot while another connection holds the write lock."""
+    import asyncio
+
+    services = await make_services(sqlite_url, tmp_path / "data", ManualClock(NOW))
+    await random_operations(services, random.Random(3), 10)
+    try:
+        async with services.sessions() as writer, writer.begin():
+            await writer.execute(update(Item).values(updated_at=NOW))  # BEGIN IMMEDIATE held
+            async with services.readers() as reader:
+                rows = await asyncio.wait_for(section_stats(
+                    reader, StatsQuery(group_by="topic", period=PERIODS[0]), tz=SAKHALIN,
+                    now=NOW), timeout=5)
+            assert sum(g.values["count"] for g in rows) > 0
+    finally:
+        await services.sessions.kw["bind"].dispose()
