@@ -123,10 +123,12 @@ async def _labels(session: AsyncSession, org: Organisation, grouping: str, keys:
         return await _executor_labels(session, keys, audience, t)
     if grouping == "cluster":
         ids = [int(k) for k in keys if k is not None]
-        clusters = (await session.scalars(select(Cluster).where(Cluster.id.in_(ids)))).all()
-        return {c.id: t("stats.cluster_label", topic=org.topic_by_id[c.topic].label(t.locale)
-                        if c.topic in org.topic_by_id else c.topic, place=c.label)
-                for c in clusters}
+        # Plain columns: thousands of clusters over a year, and ORM objects cost 10× more.
+        clusters = (await session.execute(select(Cluster.id, Cluster.topic, Cluster.label)
+                                          .where(Cluster.id.in_(ids)))).all()
+        return {key: t("stats.cluster_label", topic=org.topic_by_id[topic].label(t.locale)
+                       if topic in org.topic_by_id else topic, place=label)
+                for key, topic, label in clusters}
     return {k: str(k) for k in keys}
 
 
