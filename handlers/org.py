@@ -197,6 +197,9 @@ class Section(_Strict):
     group_by: Literal[GROUPINGS]  # type: ignore[valid-type]
     metrics: list[Literal[METRICS]] = Field(min_length=1)  # type: ignore[valid-type]
     filters: SectionFilters = SectionFilters()
+    # Which date puts an item in the period: the date of receipt (when the citizen wrote) for
+    # every section, unless it asks for the registration or the creation (import) date.
+    date: Literal["received", "registered", "created"] = "received"
 
     def label(self, locale: str) -> str:
         return self.title_en if locale == "en" else self.title

@@ -121,10 +121,15 @@ class StatsQuery:
     # staff record; nothing a button carries can widen it.
     block_scope: str | None = None
     min_cluster_items: int = 3
+    # Which date puts an item in the period: the date of receipt, unless a section explicitly
+    # asks for the registration or the creation (import) date (handlers/org.py Section.date).
+    counted_by: str = "received"
 
     def __post_init__(self) -> None:
         if self.group_by is not None and self.group_by not in GROUPINGS:
             raise StatsError(f"unknown grouping {self.group_by!r}")
+        if self.counted_by not in DATE_COLUMNS:
+            raise StatsError(f"unknown date {self.counted_by!r}")
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
             raise StatsError(f"unknown metrics {unknown!r}" if unknown else "no metrics")
@@ -229,13 +234,16 @@ def _conditions(query: StatsQuery, tz: ZoneInfo, *, with_period: bool = True,
         conditions.append(Item.block_id == query.block_scope)
     if with_period and query.period is not None:
         start, end = query.period.utc_bounds(tz)
-        received = Item.received_at if period_index else unindexed(Item.received_at)
-        conditions += [received >= _inline(start), received < _inline(end)]
+        moment = DATE_COLUMNS[query.counted_by]
+        moment = moment if period_index else unindexed(moment)
+        conditions += [moment >= _inline(start), moment < _inline(end)]
     if query.group_by == "cluster":
         conditions.append(Item.cluster_id.is_not(None))
     return conditions
 
 
+DATE_COLUMNS: dict[str, Any] = {"received": Item.received_at, "registered": Item.registered_at,
+                                "created": Item.created_at}
 KEY_COLUMNS: dict[str, Any] = {
     "topic": Item.topic, "channel": Item.channel, "kind": Item.kind, "block": Item.block_id,
     "executor": Item.executor_id, "status": Item.status, "cluster": Item.cluster_id,
@@ -250,8 +258,9 @@ def _items_source(query: StatsQuery,
         key = KEY_COLUMNS.get(query.group_by or "")
         return Item.__table__, [key] if key is not None else []
     table = _bucket_table(chunk)
-    source = table.join(Item.__table__, and_(Item.received_at >= table.c.start_at,
-                                             Item.received_at < table.c.end_at))
+    moment = DATE_COLUMNS[query.counted_by]
+    source = table.join(Item.__table__, and_(moment >= table.c.start_at,
+                                             moment < table.c.end_at))
     return source, [table.c.label]
 
 
@@ -328,7 +337,8 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 async def data_period(session: AsyncSession, query: StatsQuery, tz: ZoneInfo) -> Period | None:
     """The local days that hold the selected items, when no period was asked for."""
     first, last = (await session.execute(
-        select(func.min(Item.received_at), func.max(Item.received_at))
+        select(func.min(DATE_COLUMNS[query.counted_by]),
+               func.max(DATE_COLUMNS[query.counted_by]))
         .where(*_conditions(query, tz, with_period=False)))).one()
     if first is None:
         return None
@@ -347,7 +357,8 @@ async def section_stats(session: AsyncSession, query: StatsQuery, *, tz: ZoneInf
     Groupings the rollup knows (ROLLUP_GROUPINGS) are read from it; `from_items` computes
     everything from the items instead (the reference the rollup is tested against)."""
     metrics = [m for m in METRICS if m in query.metrics]
-    fast = not from_items and (query.group_by or "") in ROLLUP_GROUPINGS
+    fast = (not from_items and (query.group_by or "") in ROLLUP_GROUPINGS
+            and query.counted_by == "received")  # the rollup is filed by the date of receipt
     if query.group_by in PERIOD_GROUPINGS:
         assert query.group_by is not None
         period = query.period or await data_period(session, query, tz)

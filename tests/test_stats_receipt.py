@@ -134,3 +134,22 @@ async def test_cli_to_is_inclusive(services, db_url, tmp_path, monkeypatch, caps
     assert await asyncio.to_thread(main, ["stats", "--section", "topics", "--from",
                                           "2026-11-02", "--to", "2026-11-01"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+async def test_a_section_may_ask_for_the_date_of_registration(services):
+    """Only where a section says so explicitly: the import of 30 November then counts on the
+    30th (the seeded A-H were registered when received)."""
+    from handlers.org import Section
+
+    import_day = Period(date(2026, 11, 30), date(2026, 12, 1))
+    for counted_by in ("registered", "created"):
+        assert await counts(services, import_day, counted_by=counted_by) == {
+            "roads": 2, "housing": 1}
+    section = Section(name="by_registration", title="По дате регистрации",
+                      title_en="By registration", group_by="topic", metrics=["count"],
+                      date="registered")
+    async with services.readers() as session:
+        report = await build_report(session, services.org, SAKHALIN, NOW, section, OCTOBER,
+                                    Audience(), translator("ru"))
+    assert {row.key: row.values["count"] for row in report.rows} == {"other": 1}
+    assert "по дате регистрации" in report.filters

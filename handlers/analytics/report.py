@@ -84,7 +84,7 @@ def query_for(org: Organisation, section: Section, period: Period, audience: Aud
         channels=tuple(f.channels), kinds=tuple(str(k) for k in f.kinds),
         blocks=tuple(f.blocks), statuses=tuple(f.statuses), period=period,
         block_scope=audience.block_scope,
-        min_cluster_items=org.analytics.cluster_min_items)
+        min_cluster_items=org.analytics.cluster_min_items, counted_by=section.date)
 
 
 async def build_report(session: AsyncSession, org: Organisation, tz: ZoneInfo, now: datetime,
@@ -174,6 +174,8 @@ def describe_filters(org: Organisation, section: Section, audience: Audience,
     if f.statuses:
         parts.append(t("stats.filter.statuses", values=", ".join(
             t(f"status.{x}") for x in f.statuses)))
+    if section.date != "received":
+        parts.append(t(f"stats.filter.date_{section.date}"))
     if audience.block_scope is not None:
         block = org.block_by_id.get(audience.block_scope)
         parts.append(t("stats.filter.own_block", block=block.title if block else "—"))
