@@ -10,10 +10,10 @@ Two things are maintained here and nowhere else:
   seconds (both moments cut to the second). Indexes ordered by them let storage/stats.py pick
   the exact median by position instead of sorting the period.
 
-The single place where items change is the ORM flush: `before_flush` fills the durations,
-`after_flush` turns each inserted, updated or deleted item into a difference of rollup rows
-(the old contribution out, the new one in) and upserts it on the flush's own connection. A
-failed flush or a rolled-back transaction takes its rollup difference with it.
+The single place where items change is the ORM flush: `before_flush` fills the durations and
+turns each inserted, updated or deleted item into a difference of rollup rows (the old
+contribution out, the new one in); `after_flush`, once the items are written, upserts it on
+the flush's own connection. A failed flush or a rolled-back transaction takes it back too.
 
 Statements that bypass the ORM must say so: a Core INSERT into items must carry the execution
 option `rollup_rows=<the inserted rows>` (the importer does), and a Core UPDATE that touches a
@@ -188,31 +188,36 @@ def _fill_durations(item: Item) -> None:
         item.answer_seconds = answer
 
 
+PENDING = "rollup_pending"
+
+
 @event.listens_for(Session, "before_flush")
 def _before_flush(session: Session, context: UOWTransaction, instances: object) -> None:
-    for item in (*session.new, *session.dirty):
-        if isinstance(item, Item):
-            _fill_durations(item)
-
-
-@event.listens_for(Session, "after_flush")
-def _after_flush(session: Session, context: UOWTransaction) -> None:
-    differences: Differences | None = None
+    """Fill the durations and work out the rollup difference while the old values are still
+    there (an unloaded attribute loads its stored, old value here); after_flush writes it."""
+    differences = Differences()
     for item in session.new:
         if isinstance(item, Item):
-            differences = differences or Differences()
+            _fill_durations(item)
             differences.add(contribution(_current(item), _tz(session)), +1)
     for item in session.dirty:
         if isinstance(item, Item) and session.is_modified(item, include_collections=False):
+            _fill_durations(item)
             before, after = _previous(item), _current(item)
             if before != after:
-                differences = differences or Differences()
                 differences.add(contribution(before, _tz(session)), -1)
                 differences.add(contribution(after, _tz(session)), +1)
     for item in session.deleted:
         if isinstance(item, Item):
-            differences = differences or Differences()
             differences.add(contribution(_previous(item), _tz(session)), -1)
+    session.info[PENDING] = differences if differences.rows else None
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, context: UOWTransaction) -> None:
+    """The items are written: write their difference on the same connection (a failed flush
+    never gets here, and a rollback takes both back)."""
+    differences = session.info.pop(PENDING, None)
     if differences is not None:
         differences.write(session.connection())
 
