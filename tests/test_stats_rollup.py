@@ -169,3 +169,26 @@ async def test_statistics_read_beside_a_held_write_lock(sqlite_url, tmp_path):
             assert sum(g.values["count"] for g in rows) > 0
     finally:
         await services.sessions.kw["bind"].dispose()
+
+
+async def test_mcu_stats_rebuild(sqlite_url, tmp_path, monkeypatch, capsys):
+    import asyncio
+
+    from sqlalchemy import delete
+
+    from bot.cli import main
+
+    services = await make_services(sqlite_url, tmp_path / "data", ManualClock(NOW))
+    try:
+        await random_operations(services, random.Random(7), 30)
+        kept = await rollup_rows(services)
+        async with services.sessions() as session, session.begin():
+            await session.execute(delete(ItemDayStats))  # lost, as after a manual repair
+        assert (await rollup_rows(services))[0] == []
+        monkeypatch.setenv("MCU_DATABASE_URL", sqlite_url)
+        monkeypatch.setenv("MCU_DATA_DIR", str(tmp_path / "cli"))
+        assert await asyncio.to_thread(main, ["stats", "rebuild"]) == 0
+        assert "rebuilt" in capsys.readouterr().out
+        assert await rollup_rows(services) == kept
+    finally:
+        await services.sessions.kw["bind"].dispose()
