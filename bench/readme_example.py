@@ -43,7 +43,7 @@ async def main() -> None:
         url = f"sqlite+aiosqlite:///{tmp}/example.sqlite3"
         await upgrade_async(url)
         engine = create_engine(url)
-        sessions = session_factory(engine)
+        sessions = session_factory(engine, tz=TZ)
         async with sessions() as session, session.begin():
             staff = [Staff(role="executor", block_id=b.id, name=f"Исполнитель {i}",
                            created_at=NOW) for i, b in enumerate(org.blocks)]
@@ -55,7 +55,8 @@ async def main() -> None:
                                         executors=executors))
             for row in rows:
                 row["cluster_id"] = None
-            await session.execute(insert(Item), rows)
+            await session.execute(insert(Item), rows,
+                                  execution_options={"rollup_rows": rows})
         t = translator("ru")
         async with sessions() as session:
             report = await build_report(session, org, TZ, NOW, org.section("topics"),

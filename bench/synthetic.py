@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from handlers.org import Organisation
+from storage.rollups import whole_seconds
 
 TOPICS = {"housing": 26, "roads": 18, "energy": 10, "waste": 10, "transport": 7, "other": 6,
           "social_protection": 4, "healthcare": 4, "education": 3, "construction": 3,
@@ -26,7 +27,7 @@ COLUMNS = ("number", "kind", "channel", "status", "topic", "block_id", "text", "
            "latitude", "longitude", "executor_id", "received_at", "registered_at", "created_at",
            "updated_at", "answer_due", "first_reaction_at", "answered_at", "closed_at",
            "rating", "satisfaction", "reopened_count", "extension_count", "no_answer",
-           "cluster_id", "place_key")
+           "cluster_id", "place_key", "first_reaction_seconds", "answer_seconds")
 
 
 def _pick(rng: random.Random, weights: dict[str, int]) -> str:
@@ -82,6 +83,8 @@ def items(org: Organisation, count: int, start: datetime, end: datetime, *, now:
             "reopened_count": 1 if answered and rng.random() < 0.05 else 0,
             "extension_count": 0, "no_answer": False, "cluster_id": cluster,
             "place_key": None if located else f"{street.lower()} {house}",
+            "first_reaction_seconds": whole_seconds(reaction, received),
+            "answer_seconds": whole_seconds(answered, received),
         }
 
 
@@ -93,3 +96,9 @@ def as_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
             return naive.isoformat(sep=" ", timespec="microseconds")
         return v
     return tuple(value(row[c]) for c in COLUMNS)
+
+
+def as_postgres(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The row for COPY into PostgreSQL: naive UTC datetimes."""
+    return tuple(v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v
+                 for v in (row[c] for c in COLUMNS))

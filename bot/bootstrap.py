@@ -50,7 +50,7 @@ def build_services(settings: Settings, engine: AsyncEngine, clock: Clock | None 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     org = load_organisation(settings.org_file)
     return Services(
-        sessions=session_factory(engine),
+        sessions=session_factory(engine, tz=settings.tz),
         org=org,
         clock=clock or SystemClock(),
         files=FileStore(settings.data_dir),

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import sys
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -164,7 +164,7 @@ def _open(settings: Settings):  # type: ignore[no-untyped-def]
 
     upgrade(settings.database_url)
     engine = create_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
-    return engine, session_factory(engine)
+    return engine, session_factory(engine, tz=settings.tz)
 
 
 def bot_username(settings: Settings) -> str | None:
@@ -320,83 +320,6 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_day(value: str, name: str) -> date:
-    for pattern in ("%Y-%m-%d", "%d.%m.%Y"):
-        try:
-            return datetime.strptime(value, pattern).date()
-        except ValueError:
-            continue
-    raise UsageError(f"mcu stats: {name} {value!r} is not a date, e.g. 2026-11-01 or 01.11.2026")
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    org = load_org(settings)
-    if args.list:
-        for section in org.sections:
-            print(f"{section.name:<20} {section.group_by:<9} {section.title}  "
-                  f"[{', '.join(section.metrics)}]")
-        return 0
-    if not args.section:
-        raise UsageError("mcu stats: --section is required (the names: mcu stats --list)")
-    section = org.section(args.section)
-    if section is None:
-        raise UsageError(f"mcu stats: unknown section {args.section!r}; "
-                         f"known: {', '.join(s.name for s in org.sections) or 'none'}")
-    if not args.date_from or not args.date_to:
-        raise UsageError("mcu stats: --from and --to are required, e.g. "
-                         "--from 2026-11-01 --to 2026-12-01")
-    start, end = parse_day(args.date_from, "--from"), parse_day(args.date_to, "--to")
-    if end <= start:
-        raise UsageError("mcu stats: --to must be later than --from (--to is not included)")
-    if args.format == "xlsx" and args.out is None:
-        raise UsageError("mcu stats: --format xlsx needs --out FILE.xlsx")
-    text = asyncio.run(stats_output(settings, org, section.name, start, end, args.format,
-                                    args.out))
-    if text is not None:
-        if args.out:
-            Path(args.out).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
-
-
-async def stats_output(settings: Settings, org: Organisation, name: str, start: date, end: date,
-                       fmt: str, out: str | None) -> str | None:
-    from handlers.analytics import render
-    from handlers.analytics.report import Audience, build_report
-    from handlers.clock import SystemClock
-    from handlers.i18n import translator
-    from handlers.org import METRICS
-    from storage.stats import Period
-
-    section = org.section(name)
-    assert section is not None
-    t = translator(settings.locale)
-    engine, sessions = _open(settings)
-    try:
-        async with sessions() as session:
-            # The console is the administrator's: all blocks, names included.
-            report = await build_report(session, org, settings.tz, SystemClock().now(), section,
-                                        Period(start, end), Audience(), t,
-                                        metrics=METRICS if fmt in ("json", "csv") else None)
-    finally:
-        await engine.dispose()
-    if fmt == "xlsx":
-        from handlers.analytics.excel import write_xlsx
-
-        assert out is not None
-        write_xlsx(report, t, Path(out))
-        return None
-    if fmt == "json":
-        return render.json_text(report)
-    if fmt == "csv":
-        return render.csv_text(report)
-    return "\n".join([report.title, report.period_text,
-                      t("stats.xlsx.filters", filters=report.filters), "",
-                      render.table_text(report, t), "", render.legend_text(report, t)])
-
-
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -441,7 +364,7 @@ def build_parser() -> Parser:
     jobs_list.set_defaults(func=cmd_jobs_list)
     jobs_run = jobs_commands.add_parser("run", help="run one job once, as if at --now")
     jobs_run.add_argument("name", help="reminders, escalations, polls, daily_summary, "
-                                       "weekly_summary")
+                                       "weekly_summary, growth")
     jobs_run.add_argument("--now", help="ISO 8601 moment (local time if no offset)")
     jobs_run.set_defaults(func=cmd_jobs_run)
 
@@ -459,18 +382,9 @@ def build_parser() -> Parser:
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_staff_revoke)
 
-    stats = commands.add_parser("stats", help="a statistical section as a table, JSON, CSV or "
-                                              "XLSX")
-    stats.add_argument("--list", action="store_true", help="list the sections and exit")
-    stats.add_argument("--section", help="section name (see --list)")
-    stats.add_argument("--from", dest="date_from", metavar="DATE",
-                       help="first local day, included (2026-11-01 or 01.11.2026)")
-    stats.add_argument("--to", dest="date_to", metavar="DATE",
-                       help="the day after the last one: NOT included (2026-12-01 = to 30.11)")
-    stats.add_argument("--format", choices=("table", "json", "csv", "xlsx"), default="table")
-    stats.add_argument("--out", metavar="FILE", help="write to a file (required for xlsx)")
-    stats.set_defaults(func=cmd_stats)
+    from bot.stats_cli import add_stats_parsers  # here: it imports this module's helpers
 
+    add_stats_parsers(commands)
     from bot.import_cli import add_import_parser  # here: it imports this module's helpers
     from bot.privacy_cli import add_privacy_parser
     from bot.topics_cli import add_topics_parser

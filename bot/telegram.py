@@ -268,10 +268,9 @@ class TelegramTransport:
                                 permanent=True) from error
         chat = chat_key(chat_id)
         for index in range(progress.start, len(parts)):
-            if progress.before_part is not None:
-                await progress.before_part()
             try:
-                await send_part(bot, chat, parts[index])
+                async with progress.slot():
+                    await send_part(bot, chat, parts[index])
             except Exception as error:
                 mapped = delivery_error(error)
                 if mapped is not None:

@@ -639,15 +639,14 @@ class VKTransport:
         except Exception as error:
             raise delivery_error(error) from error
         for index in range(progress.start, len(messages)):
-            if progress.before_part is not None:
-                await progress.before_part()
             try:
-                await api.request("messages.send", {
-                    "peer_id": peer_id,
-                    "random_id": random_id(dedupe_id, index),
-                    "disable_mentions": 1,  # a citizen's "@all" must not ping a staff chat
-                    **messages[index],
-                })
+                async with progress.slot():
+                    await api.request("messages.send", {
+                        "peer_id": peer_id,
+                        "random_id": random_id(dedupe_id, index),
+                        "disable_mentions": 1,  # a citizen's "@all" must not ping a staff chat
+                        **messages[index],
+                    })
             except Exception as error:
                 raise delivery_error(error) from error
             if progress.after_part is not None:

@@ -32,6 +32,18 @@ class Services:
     topics: TopicSuggester | None = None
     # Called after a commit that queued outbound messages, to wake the sender at once.
     on_outbox: Callable[[], None] = field(default=lambda: None)
+    _readers: async_sessionmaker[AsyncSession] | None = field(default=None, init=False,
+                                                              repr=False)
+
+    @property
+    def readers(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for reading only (statistics, summaries): on SQLite they never take the
+        write lock, so a year-long /stats does not hold up a citizen's message."""
+        if self._readers is None:
+            from storage.db import read_session_factory
+
+            self._readers = read_session_factory(self.sessions.kw["bind"], tz=self.tz)
+        return self._readers
 
     @property
     def calendar(self) -> WorkCalendar:

@@ -6,8 +6,10 @@ aiogram or vkbottle object. Identities are (platform, id) pairs, never bare ints
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -218,7 +220,9 @@ class Progress:
     parts that arrived and never sends one twice."""
 
     start: int = 0  # parts already delivered
-    before_part: Callable[[], Awaitable[None]] | None = None  # pacing (rate limits)
+    # Pacing: held around each part's request (the rate limits count it until it is done).
+    slot: Callable[[], AbstractAsyncContextManager[None]] = field(
+        default=lambda: contextlib.nullcontext())
     after_part: Callable[[int], Awaitable[None]] | None = None  # marks `n` parts delivered
 
 

@@ -171,11 +171,18 @@ CHANNELS = ("telegram", "vk", "pos", "incident_management", "sakhalin_online", "
 
 
 class Analytics(_Strict):
-    """Clusters of repeated problems ("первопричины"): how near, how recent, how many."""
+    """Clusters of repeated problems ("первопричины"): how near, how recent, how many; and
+    the thresholds of growing topics."""
 
     cluster_radius_m: float = Field(default=150, gt=0, le=5000)
     cluster_window_days: int = Field(default=30, ge=1, le=365)
     cluster_min_items: int = Field(default=3, ge=2, le=1000)
+    # Growth of topics (handlers/analytics/growth.py): the last 7 days against the weekly mean
+    # of the 4 weeks before; flagged when all three thresholds hold.
+    growth_min_items: int = Field(default=5, ge=1, le=100_000)
+    growth_ratio: float = Field(default=2.0, gt=1, le=100)
+    growth_p_value: float = Field(default=0.01, gt=0, lt=1)
+    growth_min_baseline: float = Field(default=0.5, gt=0, le=1000)
 
 
 class SectionFilters(_Strict):
@@ -194,6 +201,9 @@ class Section(_Strict):
     group_by: Literal[GROUPINGS]  # type: ignore[valid-type]
     metrics: list[Literal[METRICS]] = Field(min_length=1)  # type: ignore[valid-type]
     filters: SectionFilters = SectionFilters()
+    # Which date puts an item in the period: the date of receipt (when the citizen wrote) for
+    # every section, unless it asks for the registration or the creation (import) date.
+    date: Literal["received", "registered", "created"] = "received"
 
     def label(self, locale: str) -> str:
         return self.title_en if locale == "en" else self.title

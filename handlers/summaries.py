@@ -1,6 +1,7 @@
 """The daily summary for the chairman's group and the weekly one for the curator.
 
-Numbers come from SQL aggregates over the shared database; the chart is one PNG.
+Numbers come from SQL aggregates over the shared database (new items by the date of receipt,
+from the daily rollup); the chart is one PNG.
 """
 
 from __future__ import annotations
@@ -9,18 +10,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.analytics.clusters import repeated_problems
+from handlers.analytics.growth import SCOPES, Growth, growth
 from handlers.context import Services
 from handlers.i18n import Translator
+from handlers.org import CHANNELS
 from handlers.rules.lifecycle import OPEN_STATES, Status
 from storage.models import Item, ItemEvent, OutboxMessage
+from storage.models import ItemDayStats as R
 from storage.stats import Period
 
 OPEN = [str(s) for s in OPEN_STATES]
 MESSENGERS = ("telegram", "vk")
+# Answers to the other channels are published by an operator (ПОС, «Сахалин.Онлайн»…): an
+# IN list, so the (channel, answer_published_at) index serves the count.
+PUBLISHED_CHANNELS = tuple(c for c in CHANNELS if c not in MESSENGERS)
 
 
 @dataclass
@@ -43,6 +50,7 @@ class Summary:
     daily_new: list[tuple[date, int]] = field(default_factory=list)
     repeated: list[tuple[str, str, int, int]] = field(default_factory=list)  # topic, place, n, open
     weekly_trend: list[tuple[date, int]] = field(default_factory=list)
+    growing: list[Growth] = field(default_factory=list)  # flagged topics and blocks
 
 
 def local_midnight(services: Services, day: date) -> datetime:
@@ -51,18 +59,22 @@ def local_midnight(services: Services, day: date) -> datetime:
 
 async def build_summary(session: AsyncSession, services: Services, now: datetime,
                         days: int = 1) -> Summary:
-    """The `days` local days before today (yesterday for the daily summary)."""
+    """The `days` local days before today (yesterday for the daily summary).
+
+    New items are counted by the date of receipt from the daily rollup, like every section;
+    the rest are indexed look-ups (closed_at, poll_answered_at, unpublished answers)."""
     today = services.local(now).date()
-    start = local_midnight(services, today - timedelta(days=days))
+    first_day = today - timedelta(days=days)
+    start = local_midnight(services, first_day)
     end = local_midnight(services, today)
     summary = Summary(period_start=start, period_end=end)
-    in_period = (Item.created_at >= start, Item.created_at < end)
-    summary.new_by_topic = [(topic, count) for topic, count in (await session.execute(
-        select(Item.topic, func.count()).where(*in_period).group_by(Item.topic)
-        .order_by(func.count().desc(), Item.topic))).all()]
-    summary.new_by_channel = [(channel, count) for channel, count in (await session.execute(
-        select(Item.channel, func.count()).where(*in_period).group_by(Item.channel)
-        .order_by(func.count().desc(), Item.channel))).all()]
+    received = (R.day >= first_day, R.day < today)
+    summary.new_by_topic = [(topic, int(count)) for topic, count in (await session.execute(
+        select(R.topic, func.sum(R.item_count)).where(*received).group_by(R.topic)
+        .order_by(func.sum(R.item_count).desc(), R.topic))).all() if count]
+    summary.new_by_channel = [(channel, int(count)) for channel, count in (await session.execute(
+        select(R.channel, func.sum(R.item_count)).where(*received).group_by(R.channel)
+        .order_by(func.sum(R.item_count).desc(), R.channel))).all() if count]
     summary.new_total = sum(count for _, count in summary.new_by_topic)
     summary.answered = await _count(session, Item.answered_at >= start, Item.answered_at < end)
     summary.closed = await _count(session, Item.closed_at >= start, Item.closed_at < end,
@@ -78,22 +90,19 @@ async def build_summary(session: AsyncSession, services: Services, now: datetime
     summary.due_today = await _count(
         session, Item.status.in_(OPEN), Item.answer_due >= now,
         Item.answer_due < local_midnight(services, today + timedelta(days=1)))
-    week_ago = now - timedelta(days=7)
-    rating, rated = (await session.execute(
-        select(func.avg(Item.rating), func.count(Item.rating))
-        .where(Item.poll_answered_at >= week_ago, Item.rating.is_not(None)))).one()
+    # The week's polls in one pass (it was three queries).
+    rating, rated, answered_polls, satisfied = (await session.execute(
+        select(func.avg(Item.rating), func.count(Item.rating), func.count(Item.satisfaction),
+               func.coalesce(func.sum(case((Item.satisfaction == "yes", 1), else_=0)), 0))
+        .where(Item.poll_answered_at >= now - timedelta(days=7)))).one()
     summary.average_rating = float(rating) if rated else None
-    answered_polls = await _count(session, Item.poll_answered_at >= week_ago,
-                                  Item.satisfaction.is_not(None))
-    satisfied = await _count(session, Item.poll_answered_at >= week_ago,
-                             Item.satisfaction == "yes")
-    summary.satisfied_share = satisfied / answered_polls if answered_polls else None
+    summary.satisfied_share = int(satisfied) / answered_polls if answered_polls else None
     summary.reopened = await session.scalar(
         select(func.count()).select_from(ItemEvent)
         .where(ItemEvent.action == "reopen", ItemEvent.at >= start, ItemEvent.at < end)) or 0
     summary.unpublished = await _count(
-        session, Item.channel.not_in(MESSENGERS), Item.answer_text.is_not(None),
-        Item.answer_published_at.is_(None))
+        session, Item.channel.in_(PUBLISHED_CHANNELS), Item.answer_published_at.is_(None),
+        Item.answer_text.is_not(None))
     summary.failed_messages = await session.scalar(
         select(func.count()).select_from(OutboxMessage)
         .where(OutboxMessage.status == "failed", OutboxMessage.created_at >= now
@@ -105,32 +114,29 @@ async def build_summary(session: AsyncSession, services: Services, now: datetime
                                        Period(today - timedelta(days=window), today
                                               + timedelta(days=1)))
     summary.repeated = [(p.topic, p.label, p.count, p.open_count) for p in problems[:10]]
+    summary.growing = [g for scope in SCOPES
+                       for g in await growth(session, services.org.analytics, today, scope)
+                       if g.flagged]
     return summary
 
 
 async def daily_counts(session: AsyncSession, services: Services, today: date,
                        days: int) -> list[tuple[date, int]]:
-    """New items per local day; one small query per day keeps it portable and indexed."""
-    result = []
-    for offset in range(days, 0, -1):
-        day = today - timedelta(days=offset)
-        count = await _count(session, Item.created_at >= local_midnight(services, day),
-                             Item.created_at < local_midnight(services, day + timedelta(days=1)))
-        result.append((day, count))
-    return result
+    """New items per local day of receipt, from the rollup in one query."""
+    first = today - timedelta(days=days)
+    counts = dict((await session.execute(
+        select(R.day, func.sum(R.item_count)).where(R.day >= first, R.day < today)
+        .group_by(R.day))).all())
+    return [(first + timedelta(days=i), int(counts.get(first + timedelta(days=i)) or 0))
+            for i in range(days)]
 
 
 async def weekly_trend(session: AsyncSession, services: Services, now: datetime,
                        weeks: int = 5) -> list[tuple[date, int]]:
     today = services.local(now).date()
-    result = []
-    for index in range(weeks, 0, -1):
-        start = today - timedelta(days=7 * index)
-        count = await _count(session, Item.created_at >= local_midnight(services, start),
-                             Item.created_at < local_midnight(services, start
-                                                              + timedelta(days=7)))
-        result.append((start, count))
-    return result
+    daily = await daily_counts(session, services, today, 7 * weeks)
+    return [(daily[7 * i][0], sum(count for _, count in daily[7 * i:7 * i + 7]))
+            for i in range(weeks)]
 
 
 async def _count(session: AsyncSession, *conditions) -> int:  # type: ignore[no-untyped-def]
@@ -165,6 +171,14 @@ def render(summary: Summary, services: Services, t: Translator, *, weekly: bool 
         for topic, place, count, still_open in summary.repeated:
             lines.append(t("summary.repeated_line", topic=org.topic_by_id[topic].label(t.locale),
                            place=place, count=count, open=still_open))
+    if summary.growing:
+        lines.append(t("summary.growing"))
+        for g in summary.growing:
+            name = (org.topic_by_id[g.key].label(t.locale) if g.scope == "topic"
+                    and g.key in org.topic_by_id else org.block_by_id[g.key].title
+                    if g.key in org.block_by_id else g.key)
+            lines.append(t(f"summary.growing_{g.scope}", name=name, current=g.current,
+                           baseline=f"{g.baseline:.1f}"))
     if weekly and summary.weekly_trend:
         previous = [count for _, count in summary.weekly_trend[:-1]]
         average = sum(previous) / len(previous) if previous else 0
@@ -178,22 +192,24 @@ def render(summary: Summary, services: Services, t: Translator, *, weekly: bool 
 
 
 def chart(summary: Summary, path: Path, t: Translator) -> Path:
-    """New items per day over 14 days, as a PNG (matplotlib, no display needed)."""
+    """New items per day over 14 days, as a PNG. The Figure API (no pyplot) keeps global
+    state out, so scheduler jobs can render in a worker thread (asyncio.to_thread)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = pyplot.subplots(figsize=(8, 3.5), dpi=100)
     labels = [day.strftime("%d.%m") for day, _ in summary.daily_new]
     values = [count for _, count in summary.daily_new]
-    axes.bar(labels, values, color="#2f6fb0")
-    axes.set_title(t("summary.chart_title"))
-    axes.set_ylabel(t("summary.chart_axis"))
-    axes.tick_params(axis="x", labelrotation=45, labelsize=8)
-    axes.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    pyplot.close(figure)
+    with matplotlib.rc_context({"font.family": "DejaVu Sans"}):
+        figure = Figure(figsize=(8, 3.5), dpi=100)
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        axes.bar(labels, values, color="#2f6fb0")
+        axes.set_title(t("summary.chart_title"))
+        axes.set_ylabel(t("summary.chart_axis"))
+        axes.tick_params(axis="x", labelrotation=45, labelsize=8)
+        axes.grid(axis="y", alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path, format="png")
     return path

@@ -7,6 +7,7 @@ and never repeats.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 
+from handlers.analytics.growth_alerts import send_growth_alerts
 from handlers.citizen.polls import send_polls
 from handlers.context import Services
 from handlers.erasure_cleanup import remove_orphan_files
@@ -55,29 +57,33 @@ async def polls(services: Services, now: datetime, force: bool = False) -> int:
 
 async def daily_summary(services: Services, now: datetime, force: bool = False) -> int:
     """To the chairman's bound group(s), once a day after the configured time (catching up if
-    the process was down at 09:00); `force` re-sends, for an operator's `mcu jobs run`."""
+    the process was down at 09:00); `force` re-sends, for an operator's `mcu jobs run`.
+
+    Read in a read-only session, draw the chart in a thread with no transaction open, then
+    queue in a short write transaction."""
     local = services.local(now)
     if not force and local.time() < services.org.summaries.daily_time:
         return 0
-    async with services.sessions() as session, session.begin():
+    async with services.readers() as session:
         groups = await group_chats(session, "summary")
         if not groups:
             log.info("daily summary: no summary group is bound yet (/bind_summary_group)")
             return 0
         summary = await build_summary(session, services, now, days=1)
-        queued = 0
+    t = translator(services.default_locale)
+    image = await asyncio.to_thread(chart, summary, services.files.root / "reports"
+                                    / f"daily-{local:%Y-%m-%d}.png", t)
+    text = render(summary, services, t)
+    queued = 0
+    async with services.sessions() as session, session.begin():
         for chat in groups:
-            t = translator(services.default_locale)
-            image = chart(summary, services.files.root / "reports"
-                          / f"daily-{local:%Y-%m-%d}-{chat.platform}.png", t)
-            reply = Reply(render(summary, services, t), title=t("summary.daily_title"),
-                          photos=[OutgoingPhoto(image)])
+            reply = Reply(text, title=t("summary.daily_title"), photos=[OutgoingPhoto(image)])
             key = f"daily:{local:%Y-%m-%d}:{chat.platform}:{chat.chat_id}"
             if force:
                 key += f":manual:{now.isoformat()}"
             if await enqueue_once(session, chat, reply, key=key, audience="group", now=now):
                 queued += 1
-        return queued
+    return queued
 
 
 async def weekly_summary(services: Services, now: datetime, force: bool = False) -> int:
@@ -87,25 +93,40 @@ async def weekly_summary(services: Services, now: datetime, force: bool = False)
     if not force and (local.isoweekday() != settings.weekly_weekday
                       or local.time() < settings.weekly_time):
         return 0
-    async with services.sessions() as session, session.begin():
+    async with services.readers() as session:
         curators = await staff_ids_with_role(session, Role.CURATOR)
         accounts = await staff_accounts(session, curators)
+        if not accounts:
+            return 0
         summary = await build_summary(session, services, now, days=7)
         summary.weekly_trend = await weekly_trend(session, services, now)
-        queued = 0
+    images = {}
+    for locale in {account.locale for account in accounts}:
+        images[locale] = await asyncio.to_thread(
+            chart, summary, services.files.root / "reports"
+            / f"weekly-{local:%Y-%m-%d}-{locale or 'default'}.png", translator(locale))
+    queued = 0
+    async with services.sessions() as session, session.begin():
         for account in accounts:
             t = translator(account.locale)
-            image = chart(summary, services.files.root / "reports"
-                          / f"weekly-{local:%Y-%m-%d}-{account.id}.png", t)
             reply = Reply(render(summary, services, t, weekly=True),
-                          title=t("summary.weekly_title"), photos=[OutgoingPhoto(image)])
+                          title=t("summary.weekly_title"),
+                          photos=[OutgoingPhoto(images[account.locale])])
             key = f"weekly:{local:%G-W%V}:{account.platform}:{account.chat_id}"
             if force:
                 key += f":manual:{now.isoformat()}"
             if await enqueue_once(session, chat_of(account), reply, key=key, audience="staff",
                                   now=now):
                 queued += 1
-        return queued
+    return queued
+
+
+async def growth(services: Services, now: datetime, force: bool = False) -> int:
+    """Growing topics to the chairman and the press service, with the daily summary; each
+    topic at most once in 7 days (a database mark), however often this runs."""
+    if not force and services.local(now).time() < services.org.summaries.daily_time:
+        return 0
+    return await send_growth_alerts(services, now)
 
 
 async def housekeeping(services: Services, now: datetime, force: bool = False) -> int:
@@ -129,6 +150,7 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("polls", polls, "satisfaction polls, reminders, expiry (every 10 min)"),
     Job("daily_summary", daily_summary, "daily summary to the chairman's group (09:00)"),
     Job("weekly_summary", weekly_summary, "weekly summary to the curator (Monday 09:00)"),
+    Job("growth", growth, "growing topics to the chairman and the press (daily, 09:00)"),
     Job("housekeeping", housekeeping, "forget processed update ids after 3 days, redact "
                                       "undelivered outbox rows after 7 days, delete orphan "
                                       "files (hourly)"),

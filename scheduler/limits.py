@@ -3,18 +3,21 @@
 Telegram: about 30 messages/s in total, about 1/s per chat, 20/min per group; VK: a community
 token allows 20 requests/s.
 
-Sliding windows of the moments messages were actually let through: a slot is taken only
-when the message may go now, never reserved ahead. A stalled event loop therefore cannot
-release a burst of overdue reservations at once, and no one-second window ever holds more
-than `per_second` messages. A chat that must wait does not hold up the other chats.
+A sliding window, taken only when a message may go now (never reserved ahead, so a stalled
+event loop cannot release a burst of overdue reservations). A message occupies the window
+from the moment it is let through until one second after its request completed: the
+messenger receives it somewhere in between, so however the network delays requests, no
+one-second window at the messenger's side holds more than `per_second` messages. A chat that
+must wait does not hold up the other chats.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 
@@ -31,6 +34,7 @@ DEFAULT_LIMITS = {
 }
 WINDOW = 1.0
 GROUP_WINDOW = 60.0
+IN_FLIGHT_POLL = 0.02  # seconds
 
 
 class RateLimiter:
@@ -40,7 +44,8 @@ class RateLimiter:
         self.limits = limits or DEFAULT_LIMITS
         self._clock = clock
         self._sleep = sleep
-        self._sent: dict[str, deque[float]] = {}
+        # Per platform: [let through at, completed at (None while in flight)].
+        self._sent: dict[str, list[list[float | None]]] = {}
         self._last_in_chat: dict[tuple[str, str], float] = {}
         self._group_sent: dict[tuple[str, str], deque[float]] = {}
         self._paused_until: dict[str, float] = {}
@@ -51,20 +56,30 @@ class RateLimiter:
         self._paused_until[platform] = max(self._paused_until.get(platform, 0.0),
                                            self._clock() + seconds)
 
-    async def acquire(self, platform: str, chat_id: str, *, group: bool = False,
-                      direct: bool = False) -> None:
-        """Wait until one message may go. `direct` answers the user who just wrote: it keeps
-        the totals but not the per-chat spacing, meant for messages nobody asked for."""
+    @contextlib.asynccontextmanager
+    async def slot(self, platform: str, chat_id: str, *, group: bool = False,
+                   direct: bool = False) -> AsyncIterator[None]:
+        """Hold a slot for one request: wait until it may go, and count it until a second
+        after it completed. `direct` answers the user who just wrote: it keeps the totals
+        but not the per-chat spacing, meant for messages nobody asked for."""
+        entry = await self._acquire(platform, chat_id, group=group, direct=direct)
+        try:
+            yield
+        finally:
+            if entry is not None:
+                entry[1] = self._clock()
+
+    async def _acquire(self, platform: str, chat_id: str, *, group: bool,
+                       direct: bool) -> list[float | None] | None:
         limits = self.limits.get(platform)
         if limits is None:
-            return
+            return None
         while True:
             async with self._lock:
                 now = self._clock()
                 wait = self._wait(platform, (platform, chat_id), limits, now, group, direct)
                 if wait <= 0:
-                    self._take(platform, (platform, chat_id), now, group)
-                    return
+                    return self._take(platform, (platform, chat_id), now, group)
             await self._sleep(wait)
 
     def _wait(self, platform: str, chat: tuple[str, str], limits: Limits, now: float,
@@ -76,18 +91,24 @@ class RateLimiter:
             window = _pruned(self._group_sent.setdefault(chat, deque()), now - GROUP_WINDOW)
             if len(window) >= limits.group_per_minute:
                 wait = max(wait, window[0] + GROUP_WINDOW - now)
-        sent = _pruned(self._sent.setdefault(platform, deque()), now - WINDOW)
+        sent = self._sent[platform] = [e for e in self._sent.get(platform, [])
+                                       if e[1] is None or e[1] > now - WINDOW]
         if len(sent) >= limits.per_second:
-            wait = max(wait, sent[0] + WINDOW - now)
+            completed = [e[1] for e in sent if e[1] is not None]
+            # Nothing completed yet: look again shortly (a request is under way).
+            wait = max(wait, min(completed) + WINDOW - now if completed else IN_FLIGHT_POLL)
         return wait
 
-    def _take(self, platform: str, chat: tuple[str, str], now: float, group: bool) -> None:
-        self._sent[platform].append(now)
+    def _take(self, platform: str, chat: tuple[str, str], now: float,
+              group: bool) -> list[float | None]:
+        entry: list[float | None] = [now, None]
+        self._sent[platform].append(entry)
         self._last_in_chat[chat] = now
         if group:
             self._group_sent[chat].append(now)
         if len(self._last_in_chat) > 10_000:  # forget idle chats so memory stays bounded
             self._last_in_chat = {k: v for k, v in self._last_in_chat.items() if v > now - 60}
+        return entry
 
 
 def _pruned(window: deque[float], older_than: float) -> deque[float]:

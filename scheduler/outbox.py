@@ -23,6 +23,7 @@ import logging
 import random
 import weakref
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -189,9 +190,9 @@ class OutboxSender:
         transport = self.transports[row.platform]
         group = row.audience in GROUP_AUDIENCES
 
-        async def pace() -> None:
-            await self.limiter.acquire(row.platform, row.chat_id, group=group,
-                                       direct=row.audience in REPLY_AUDIENCES)
+        def slot() -> AbstractAsyncContextManager[None]:
+            return self.limiter.slot(row.platform, row.chat_id, group=group,
+                                     direct=row.audience in REPLY_AUDIENCES)
 
         async def mark(parts: int) -> None:
             row.parts_sent = parts
@@ -199,7 +200,7 @@ class OutboxSender:
                 await session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
                                       .values(parts_sent=parts))
 
-        progress = Progress(start=row.parts_sent, before_part=pace, after_part=mark)
+        progress = Progress(start=row.parts_sent, slot=slot, after_part=mark)
         try:
             await transport.send(row.chat_id, Reply.from_json(row.payload),  # type: ignore[attr-defined]
                                  dedupe_id=row.id, progress=progress)

@@ -25,6 +25,8 @@ def triggers(tz: ZoneInfo, summaries: Summaries) -> dict[str, BaseTrigger]:
         "polls": IntervalTrigger(minutes=10, timezone=tz),
         "daily_summary": CronTrigger(hour=summaries.daily_time.hour,
                                      minute=summaries.daily_time.minute, timezone=tz),
+        "growth": CronTrigger(hour=summaries.daily_time.hour,
+                              minute=summaries.daily_time.minute, timezone=tz),
         "housekeeping": IntervalTrigger(hours=1, timezone=tz),
         "weekly_summary": CronTrigger(day_of_week=weekday, hour=summaries.weekly_time.hour,
                                       minute=summaries.weekly_time.minute, timezone=tz),

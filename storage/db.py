@@ -7,6 +7,7 @@ import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from storage import rollups  # noqa: F401  (registers the rollup's flush hooks)
 
 
 def is_sqlite(url: str) -> bool:
@@ -80,11 +83,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_millis: int = 3000
 def _sqlite_begin(connection: Any) -> None:
     # IMMEDIATE takes the write lock at the start: concurrent read-then-write transactions
     # queue on busy_timeout instead of failing with "database is locked" on the upgrade.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Read-only sessions (read_session_factory) begin DEFERRED: in WAL mode they read a
+    # snapshot and never take or wait for the write lock.
+    deferred = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+READ_ONLY = "mcu_read_only"
+
+
+def session_factory(engine: AsyncEngine, *,
+                    tz: ZoneInfo | None = None) -> async_sessionmaker[AsyncSession]:
+    # The time zone is what storage/rollups.py needs to file a changed item under its local day.
+    return async_sessionmaker(engine, expire_on_commit=False, info={"tz": tz} if tz else None)
+
+
+def read_session_factory(engine: AsyncEngine, *,
+                         tz: ZoneInfo | None = None) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reading only (statistics, summaries): no write lock on SQLite. Writing
+    through one is a mistake; on SQLite it would fail with "database is locked" under load."""
+    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}),
+                              expire_on_commit=False, info={"tz": tz} if tz else None)
 
 
 async def scrub_freed_pages(engine: AsyncEngine) -> None:

@@ -40,7 +40,7 @@ async def make_services(url: str, data_dir: Path, clock: ManualClock) -> Service
     await upgrade_async(url)
     engine = create_engine(url)
     return Services(
-        sessions=session_factory(engine),
+        sessions=session_factory(engine, tz=SAKHALIN),
         org=load_organisation(DEFAULT_ORG_FILE),
         clock=clock,
         files=FileStore(data_dir),

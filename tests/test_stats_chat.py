@@ -209,7 +209,7 @@ async def test_cli_stats(services, data, sqlite_url, tmp_path, monkeypatch, caps
     monkeypatch.setenv("MCU_DATA_DIR", str(tmp_path / "cli-data"))
     assert await cli(["stats", "--list"]) == 0
     assert "topics" in capsys.readouterr().out
-    assert await cli(["stats", "--section", "topics", "--from", "2026-11-01", "--to", "2026-12-01",
+    assert await cli(["stats", "--section", "topics", "--from", "2026-11-01", "--to", "2026-11-30",
                  "--format", "json"]) == 0
     import json
 
@@ -220,22 +220,23 @@ async def test_cli_stats(services, data, sqlite_url, tmp_path, monkeypatch, caps
                        "median_answer_hours": 20.0, "average_rating": 3.5,
                        "satisfied_share": 0.5, "reopened_count": 1, "open_count": 1}
     assert await cli(["stats", "--section", "channels", "--from", "01.11.2026", "--to",
-                 "01.12.2026", "--format", "csv"]) == 0
+                 "30.11.2026", "--format", "csv"]) == 0
     csv_lines = capsys.readouterr().out.splitlines()
     assert csv_lines[0] == "channel," + ",".join(METRICS)
     assert csv_lines[1].startswith("telegram,3,1,0.3333,2.0,8.0,4.5,1.0,0,1")
-    assert await cli(["stats", "--section", "topics", "--from", "2026-11-01", "--to", "2026-12-01"
+    assert await cli(["stats", "--section", "topics", "--from", "2026-11-01", "--to", "2026-11-30"
                  ]) == 0
     assert "Итого" in capsys.readouterr().out
     out = tmp_path / "topics.xlsx"
-    assert await cli(["stats", "--section", "topics", "--from", "2026-11-01", "--to", "2026-12-01",
+    assert await cli(["stats", "--section", "topics", "--from", "2026-11-01", "--to", "2026-11-30",
                  "--format", "xlsx", "--out", str(out)]) == 0
     assert load_workbook(out).active["B7"].value == 3
-    for bad in (["stats", "--section", "nope", "--from", "2026-11-01", "--to", "2026-12-01"],
-                ["stats", "--section", "topics", "--from", "2026-13-01", "--to", "2026-12-01"],
-                ["stats", "--section", "topics", "--from", "2026-12-01", "--to", "2026-11-01"],
+    for bad in (["stats", "--section", "nope", "--from", "2026-11-01", "--to", "2026-11-30"],
+                ["stats", "--section", "topics", "--from", "2026-13-01", "--to", "2026-11-30"],
+                ["stats", "--section", "topics", "--from", "2026-12-01", "--to", "2026-11-30"],
+                ["growth", "--at", "31.02.2026"],
                 ["stats", "--section", "topics"],
-                ["stats", "--section", "topics", "--from", "2026-11-01", "--to", "2026-12-01",
+                ["stats", "--section", "topics", "--from", "2026-11-01", "--to", "2026-11-30",
                  "--format", "xlsx"],
                 ["stats", "--format", "pdf"]):
         assert await cli(bad) == 2, bad

@@ -139,8 +139,11 @@ async def on_message(turn: Turn, staff: Staff, message: IncomingMessage) -> None
 # ---------------------------------------------------------------------------------------------
 
 async def report_for(turn: Turn, staff: Staff, section: Section, period: Period) -> Report:
-    return await build_report(turn.session, turn.services.org, turn.services.tz, turn.now,
-                              section, period, Audience.of(staff), turn.t)
+    # Its own read-only session: the statements of a report never take the SQLite write lock
+    # (the turn's own transaction is the core's business).
+    async with turn.services.readers() as session:
+        return await build_report(session, turn.services.org, turn.services.tz, turn.now,
+                                  section, period, Audience.of(staff), turn.t)
 
 
 async def show_result(turn: Turn, staff: Staff, section: Section, period: Period) -> None:

@@ -84,20 +84,23 @@ def query_for(org: Organisation, section: Section, period: Period, audience: Aud
         channels=tuple(f.channels), kinds=tuple(str(k) for k in f.kinds),
         blocks=tuple(f.blocks), statuses=tuple(f.statuses), period=period,
         block_scope=audience.block_scope,
-        min_cluster_items=org.analytics.cluster_min_items)
+        min_cluster_items=org.analytics.cluster_min_items, counted_by=section.date)
 
 
 async def build_report(session: AsyncSession, org: Organisation, tz: ZoneInfo, now: datetime,
                        section: Section, period: Period, audience: Audience, t: Translator, *,
-                       metrics: tuple[str, ...] | None = None) -> Report:
+                       metrics: tuple[str, ...] | None = None,
+                       from_items: bool = False) -> Report:
+    """`from_items` skips the rollup (bench/stats.py compares both ways)."""
     query = query_for(org, section, period, audience, metrics)
-    groups = await section_stats(session, query, tz=tz, now=now)
+    groups = await section_stats(session, query, tz=tz, now=now, from_items=from_items)
     labels = await _labels(session, org, section.group_by, [g.key for g in groups], audience, t)
     rows = [ReportRow(g.key, labels.get(g.key, str(g.key)), g.values) for g in groups]
     total = None
     if section.group_by != "cluster":  # clusters overlap nothing else: a sum says little
         (whole,) = await section_stats(session, query_for(org, section, period, audience,
-                                                          metrics, total=True), tz=tz, now=now)
+                                                          metrics, total=True), tz=tz, now=now,
+                                      from_items=from_items)
         total = ReportRow(None, t("stats.total"), whole.values)
     return Report(section=section, period=period, title=section.label(t.locale),
                   group_title=t(f"stats.group.{section.group_by}"), metrics=query.metrics,
@@ -120,10 +123,12 @@ async def _labels(session: AsyncSession, org: Organisation, grouping: str, keys:
         return await _executor_labels(session, keys, audience, t)
     if grouping == "cluster":
         ids = [int(k) for k in keys if k is not None]
-        clusters = (await session.scalars(select(Cluster).where(Cluster.id.in_(ids)))).all()
-        return {c.id: t("stats.cluster_label", topic=org.topic_by_id[c.topic].label(t.locale)
-                        if c.topic in org.topic_by_id else c.topic, place=c.label)
-                for c in clusters}
+        # Plain columns: thousands of clusters over a year, and ORM objects cost 10× more.
+        clusters = (await session.execute(select(Cluster.id, Cluster.topic, Cluster.label)
+                                          .where(Cluster.id.in_(ids)))).all()
+        return {key: t("stats.cluster_label", topic=org.topic_by_id[topic].label(t.locale)
+                       if topic in org.topic_by_id else topic, place=label)
+                for key, topic, label in clusters}
     return {k: str(k) for k in keys}
 
 
@@ -169,6 +174,8 @@ def describe_filters(org: Organisation, section: Section, audience: Audience,
     if f.statuses:
         parts.append(t("stats.filter.statuses", values=", ".join(
             t(f"status.{x}") for x in f.statuses)))
+    if section.date != "received":
+        parts.append(t(f"stats.filter.date_{section.date}"))
     if audience.block_scope is not None:
         block = org.block_by_id.get(audience.block_scope)
         parts.append(t("stats.filter.own_block", block=block.title if block else "—"))

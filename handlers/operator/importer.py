@@ -138,9 +138,12 @@ async def insert_items(session: AsyncSession, services: Services, calendar: Work
         item.status = str(routed)
         item.place_key = normalise_address(row.address)  # what clusters compare
         items.append(item)
+    rows = [values_of(item) for item in items]
+    # rollup_rows: the statistics rollup (storage/rollups.py) adds these rows in the same
+    # transaction; a Core INSERT into items without it is refused.
     returned = await session.execute(
         insert(ITEMS).returning(ITEMS.c.id, ITEMS.c.number, sort_by_parameter_order=False),
-        [values_of(item) for item in items])
+        rows, execution_options={"rollup_rows": rows})
     ids = {number: item_id for item_id, number in returned}
     for item in items:
         item.id = ids[item.number]

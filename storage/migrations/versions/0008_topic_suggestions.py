@@ -1,7 +1,7 @@
 """topic suggestions on items, topic corrections by heads
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-30 01:40:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import storage.models  # custom column types are rendered from it
 
 revision: str = '0008'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

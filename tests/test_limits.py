@@ -1,0 +1,70 @@
+"""The rate limiter in a simulated clock: no one-second window at the messenger's side ever
+holds more than the limit, whatever the request latencies."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from scheduler.limits import Limits, RateLimiter
+
+
+class SimulatedTime:
+    """A clock that moves only when somebody sleeps, one sleeper at a time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+        await asyncio.sleep(0)
+
+
+def busiest_window(stamps: list[float]) -> int:
+    stamps = sorted(stamps)
+    return max(sum(1 for s in stamps[i:] if s - stamps[i] < 1.0) for i in range(len(stamps)))
+
+
+async def test_no_second_at_the_messenger_holds_more_than_the_limit() -> None:
+    time = SimulatedTime()
+    limiter = RateLimiter({"telegram": Limits(28, 1.0, 20)}, clock=time.clock, sleep=time.sleep)
+    rng = random.Random(7)
+    received: list[float] = []
+
+    async def notify(chat: int) -> None:
+        async with limiter.slot("telegram", str(chat)):
+            latency = rng.uniform(0.0, 0.4)  # the request may arrive any time until it is done
+            received.append(time.now + rng.uniform(0.0, latency))
+            await time.sleep(latency)
+
+    await asyncio.gather(*(notify(chat) for chat in range(300)))
+    assert len(received) == 300
+    assert busiest_window(received) <= 28
+
+
+async def test_one_chat_is_spaced_and_a_pause_holds_everything() -> None:
+    time = SimulatedTime()
+    limiter = RateLimiter({"telegram": Limits(28, 1.0, 20)}, clock=time.clock, sleep=time.sleep)
+    sent: list[float] = []
+    for _ in range(3):
+        async with limiter.slot("telegram", "42"):
+            sent.append(time.now)
+    assert sent[1] - sent[0] >= 1.0 and sent[2] - sent[1] >= 1.0
+    limiter.pause("telegram", 5.0)
+    paused_at = time.now
+    async with limiter.slot("telegram", "43"):
+        assert time.now >= paused_at + 5.0
+
+
+async def test_a_direct_reply_is_not_spaced_but_counts_toward_the_total() -> None:
+    time = SimulatedTime()
+    limiter = RateLimiter({"telegram": Limits(2, 1.0, 20)}, clock=time.clock, sleep=time.sleep)
+    for _ in range(2):
+        async with limiter.slot("telegram", "42", direct=True):
+            pass
+    assert time.now == 0.0  # two replies at once: no per-chat spacing
+    async with limiter.slot("telegram", "42", direct=True):
+        assert time.now >= 1.0  # the third waits for the window
