@@ -352,10 +352,30 @@ def report_updates(tg: FakeTelegramServer, user_id: int, text: str, *,
     return [make[step]() for step in steps]
 
 
-# What the bot answers to each step of the report (a substring of its message).
-STEP_ANSWERS = {"start": "согласие", "consent": "согласие записано", "text": "тематику",
+# What the bot answers to each step of the report (a substring of its message). The answer to
+# the text is the topic screen, whose words depend on the topic suggester: it is recognised by
+# its topic buttons (`answers`), and left out of `DIALOG`.
+STEP_ANSWERS = {"start": "согласие", "consent": "согласие записано", "text": "тематик",
                 "topic": "фото", "photos": "Где это", "place": "Проверьте",
                 "address": "Проверьте", "confirm": NUMBER_MARK}
+DIALOG = [STEP_ANSWERS[step] for step in REPORT_STEPS if step != "text"]
+
+
+def tg_payloads(record: SentRecord) -> list[str]:
+    rows = (record.reply_markup or {}).get("inline_keyboard") or []
+    return [b.get("callback_data") or "" for row in rows for b in row]
+
+
+def vk_payloads(record: Any) -> list[str]:
+    return [str(a["payload"].get("p", "")) for a in record.buttons()
+            if isinstance(a.get("payload"), dict)]
+
+
+def answers(step: str, body: str, payloads: list[str]) -> bool:
+    """Is this bot message the answer to `step` of the report?"""
+    if step == "text":
+        return any(p.startswith("topic:") for p in payloads)
+    return STEP_ANSWERS[step] in body
 
 
 async def walk_report(tg: FakeTelegramServer, user_id: int, text: str, *,
@@ -364,8 +384,8 @@ async def walk_report(tg: FakeTelegramServer, user_id: int, text: str, *,
     for step in steps:
         mark = len(tg.sent)
         report_updates(tg, user_id, text, steps=[step])
-        answer = STEP_ANSWERS[step]
-        await tg.wait_for(lambda r, a=answer: r.chat_id == user_id and a in (r.body or ""),
+        await tg.wait_for(lambda r, s=step: r.chat_id == user_id
+                          and answers(s, r.body or "", tg_payloads(r)),
                           since=mark, timeout=timeout)
 
 
@@ -390,8 +410,8 @@ async def vk_walk_report(vk: FakeVKServer, user_id: int, text: str, *,
     for step in steps:
         mark = len(vk.sent)
         vk_report_update(vk, user_id, text, step)
-        answer = STEP_ANSWERS[step]
-        await vk.wait_for(lambda r, a=answer: r.peer_id == user_id and a in (r.text or ""),
+        await vk.wait_for(lambda r, s=step: r.peer_id == user_id
+                          and answers(s, r.text or "", vk_payloads(r)),
                           timeout=timeout, after=mark)
 
 
