@@ -69,16 +69,23 @@ def build_app(settings: Settings, clock: Clock | None = None) -> App:
     sender = OutboxSender(services)
     services.on_outbox = sender.wake
     app = App(settings=settings, engine=engine, services=services, core=core, sender=sender)
+    app.transports = build_transports(settings, core, sender)
+    sender.transports = app.transports
+    return app
+
+
+def build_transports(settings: Settings, core: Core,
+                     sender: OutboxSender) -> dict[str, Transport]:
+    transports: dict[str, Transport] = {}
     if settings.telegram_enabled:
         from bot.telegram import TelegramTransport
 
-        app.transports["telegram"] = TelegramTransport(settings, core, sender)
+        transports["telegram"] = TelegramTransport(settings, core, sender)
     if settings.vk_enabled:
         from bot.vk import VKTransport
 
-        app.transports["vk"] = VKTransport(settings, core, sender)
-    sender.transports = app.transports
-    return app
+        transports["vk"] = VKTransport(settings, core, sender)
+    return transports
 
 
 async def serve(app: App, stop: asyncio.Event | None = None, *,
@@ -144,3 +151,22 @@ async def serve_scheduler(settings: Settings, stop: asyncio.Event | None = None)
     finally:
         scheduler.shutdown(wait=False)
         await engine.dispose()
+
+
+async def flush_outbox(settings: Settings, services: Services) -> int | None:
+    """`mcu jobs run …`: deliver what is due now from this process; None when no messenger
+    is configured here (then the running `mcu run` delivers it)."""
+    sender = OutboxSender(services)
+    sender.transports = transports = build_transports(settings, Core(services), sender)
+    if not transports:
+        return None
+    sent = 0
+    try:
+        for transport in transports.values():
+            await transport.open_for_sending()
+        while delivered := await sender.sweep():
+            sent += delivered
+    finally:
+        for transport in transports.values():
+            await transport.stop()
+    return sent

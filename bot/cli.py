@@ -7,15 +7,21 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from pydantic import ValidationError
 
 from bot.settings import Settings
 from handlers.org import Organisation, OrgFileError, load_organisation
 from handlers.rules.deadlines import Kind, compute_deadlines
+
+if TYPE_CHECKING:
+    from handlers.context import Services
+
+T = TypeVar("T")
 
 NO_TOKEN = (
     "mcu: no messenger token is set. Set MCU_TELEGRAM_TOKEN, or MCU_VK_TOKEN together with "
@@ -282,6 +288,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     from handlers.clock import SystemClock
     from scheduler.jobs import JOBS
+    from scheduler.outbox import outbox_counts
     from scheduler.runner import triggers
 
     settings = load_settings()
@@ -290,34 +297,58 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     for name, trigger in triggers(settings.tz, org.summaries).items():
         next_run = trigger.get_next_fire_time(None, now)
         print(f"{name:<16} next run {next_run:%Y-%m-%d %H:%M %Z}  — {JOBS[name].description}")
+    counts = run_with_services(settings, lambda services: outbox_counts(services, now))
+    print(f"{'outbox':<16} due {counts.due}, held {counts.held}, failed {counts.failed}"
+          "  — durable delivery of every message (always running)")
     return 0
 
 
 def cmd_jobs_run(args: argparse.Namespace) -> int:
-    from bot.bootstrap import build_services
+    from bot.bootstrap import flush_outbox
     from handlers.clock import SystemClock
     from scheduler.jobs import JOBS, run_job
-    from storage.db import create_engine
-    from storage.migrate import upgrade
 
     settings = load_settings()
     load_org(settings)
-    if args.name not in JOBS:
-        raise UsageError(f"mcu jobs run: unknown job {args.name!r}; one of: {', '.join(JOBS)}")
+    if args.name not in (*JOBS, "outbox"):
+        raise UsageError(f"mcu jobs run: unknown job {args.name!r}; one of: "
+                         f"{', '.join((*JOBS, 'outbox'))}")
     now = parse_moment(args.now, settings, "--now") if args.now else SystemClock().now()
+
+    async def run(services: Services) -> tuple[int, int | None]:
+        queued = 0
+        if args.name != "outbox":
+            # Decided as if at --now; delivered by the real clock, right away.
+            queued = await run_job(services, args.name, now, force=True, deliver_now=True)
+        return queued, await flush_outbox(settings, services)
+
+    queued, sent = run_with_services(settings, run)
+    if args.name != "outbox":
+        print(f"{args.name}: {queued} message(s) queued")
+    if sent is None:
+        print("no messenger token here: the running bot (mcu run) delivers what is due")
+    else:
+        print(f"outbox: {sent} message(s) delivered now")
+    return 0
+
+
+def run_with_services(settings: Settings,
+                      work: Callable[[Services], Awaitable[T]]) -> T:
+    """Run `work` with the services on a migrated database, then close the engine."""
+    from bot.bootstrap import build_services
+    from storage.db import create_engine
+    from storage.migrate import upgrade
+
     upgrade(settings.database_url)
 
-    async def main() -> int:
+    async def main() -> T:
         engine = create_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
         try:
-            services = build_services(settings, engine)
-            return await run_job(services, args.name, now, force=True)
+            return await work(build_services(settings, engine))
         finally:
             await engine.dispose()
 
-    count = asyncio.run(main())
-    print(f"{args.name}: {count} message(s) queued; the running bot (mcu run) delivers them")
-    return 0
+    return asyncio.run(main())
 
 
 def _safe_url(url: str) -> str:
@@ -363,7 +394,7 @@ def build_parser() -> Parser:
     jobs_list = jobs_commands.add_parser("list", help="the jobs with their next run")
     jobs_list.set_defaults(func=cmd_jobs_list)
     jobs_run = jobs_commands.add_parser("run", help="run one job once, as if at --now")
-    jobs_run.add_argument("name", help="reminders, escalations, polls, daily_summary, "
+    jobs_run.add_argument("name", help="outbox, reminders, escalations, polls, daily_summary, "
                                        "weekly_summary, growth")
     jobs_run.add_argument("--now", help="ISO 8601 moment (local time if no offset)")
     jobs_run.set_defaults(func=cmd_jobs_run)

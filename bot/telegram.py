@@ -176,6 +176,10 @@ class TelegramTransport:
         self._polling.add_done_callback(_report_polling_end)
         log.info("telegram transport started for @%s", self.username)
 
+    async def open_for_sending(self) -> None:
+        """Only deliver (a CLI flushing the outbox): no polling, no command menu."""
+        self.bot = make_bot(self.settings)
+
     async def stop(self) -> None:
         if self._polling is not None:
             self._polling.cancel()

@@ -301,6 +301,20 @@ class VKTransport:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        await self.open_for_sending()
+        settings = self.settings
+        self._bot = Bot(api=self.api, labeler=build_labeler(self._on_update))
+        if settings.vk_callback_enabled:
+            await self._start_callback_server()
+        else:
+            # One process polls a community at a time, so one user's events keep their order.
+            self._polling_task = asyncio.create_task(
+                run_while_holding(self.core.services, f"vk-poller:{settings.vk_group_id}",
+                                  self._poll), name="vk-polling")
+            self._polling_task.add_done_callback(self._polling_ended)
+
+    async def open_for_sending(self) -> None:
+        """The API client alone: enough to deliver (and what `start` builds on)."""
         settings = self.settings
         assert settings.vk_token is not None
         # Long-poll requests set their own timeout; this one bounds every other call.
@@ -314,15 +328,6 @@ class VKTransport:
         vk_logger = logging.getLogger("vkbottle")
         if vk_logger.getEffectiveLevel() < logging.INFO:
             vk_logger.setLevel(logging.INFO)
-        self._bot = Bot(api=api, labeler=build_labeler(self._on_update))
-        if settings.vk_callback_enabled:
-            await self._start_callback_server()
-        else:
-            # One process polls a community at a time, so one user's events keep their order.
-            self._polling_task = asyncio.create_task(
-                run_while_holding(self.core.services, f"vk-poller:{settings.vk_group_id}",
-                                  self._poll), name="vk-polling")
-            self._polling_task.add_done_callback(self._polling_ended)
 
     async def stop(self) -> None:
         if self._polling_task is not None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from handlers.analytics.growth_alerts import send_growth_alerts
 from handlers.citizen.polls import send_polls
@@ -26,7 +26,7 @@ from handlers.outbox import enqueue_once, redact_stale_outbox
 from handlers.staff.recipients import chat_of, group_chats, staff_accounts, staff_ids_with_role
 from handlers.summaries import build_summary, chart, render, weekly_trend
 from handlers.sweeps import send_escalations, send_reminders
-from storage.models import ProcessedUpdate
+from storage.models import OutboxMessage, ProcessedUpdate
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +158,30 @@ JOBS: dict[str, Job] = {job.name: job for job in (
 
 
 async def run_job(services: Services, name: str, now: datetime | None = None,
-                  force: bool = False) -> int:
+                  force: bool = False, *, deliver_now: bool = False) -> int:
+    """Run one job as if at `now`. With `deliver_now` (an operator's `mcu jobs run --now T`)
+    what it queued follows the real clock: due at once, staff messages still held for
+    working hours as they would be now, never waiting for the moment T."""
     job = JOBS[name]
     moment = now or services.now()
     count = await job.function(services, moment, force)
+    if count and deliver_now:
+        await release_to_real_clock(services, queued_at=moment)
     if count:
         services.on_outbox()
     log.info("job %s at %s: %s message(s) queued", name, moment.isoformat(), count)
     return count
 
+
+async def release_to_real_clock(services: Services, queued_at: datetime) -> None:
+    real_now = services.now()
+    staff_hold = services.calendar.next_working_moment(real_now)
+    async with services.sessions() as session, session.begin():
+        for staff, moment in ((True, staff_hold), (False, real_now)):
+            audience = (OutboxMessage.audience == "staff") if staff else (
+                OutboxMessage.audience != "staff")
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.created_at == queued_at,
+                       OutboxMessage.status == "pending", audience)
+                .values(not_before=moment, next_attempt_at=moment))

@@ -140,3 +140,25 @@ async def test_vk_repeat_of_an_outbox_row_is_dropped_by_vk(core, services, tmp_p
             await transport.stop()
         assert [r.text for r in vk.messages_to(4242)] == ["Ответ по вашему сообщению",
                                                           "Другое сообщение"]
+
+
+async def test_mcu_jobs_run_outbox_delivers_what_is_due_now(tg, services, sqlite_url, tmp_path,
+                                                           monkeypatch, capsys):
+    """The CLI flushes through the real transport; a held row stays held."""
+    import asyncio
+    from datetime import timedelta
+
+    from bot.cli import main
+
+    await queue(services, "7", "due now")
+    async with services.sessions() as session, session.begin():
+        enqueue(session, ChatRef(Platform.TELEGRAM, "7"), Reply("at nine"), audience="staff",
+                now=services.now(), not_before=services.now() + timedelta(days=365))
+    for name, value in {"MCU_DATABASE_URL": sqlite_url, "MCU_DATA_DIR": str(tmp_path / "data"),
+                        "MCU_TELEGRAM_TOKEN": "123:TEST",
+                        "MCU_TELEGRAM_API_URL": tg.base_url}.items():
+        monkeypatch.setenv(name, value)
+    assert await asyncio.to_thread(main, ["jobs", "run", "outbox"]) == 0
+    assert "outbox: 1 message(s) delivered now" in capsys.readouterr().out
+    assert [r.text for r in tg.messages_to(7)] == ["due now"]
+    assert await statuses(services) == Counter({"sent": 1, "pending": 1})

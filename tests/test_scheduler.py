@@ -281,3 +281,23 @@ async def test_every_citizen_of_a_duplicate_group_is_polled(core, services, head
     async with services.sessions() as session:
         main = await session.scalar(select(Item).where(Item.number == "2026-000001"))
     assert main.status == "reopened"  # a linked citizen's «Нет» reopens the main item
+
+
+async def test_a_run_as_if_later_is_delivered_by_the_real_clock(core, services, clock, head,
+                                                              citizen):
+    """`mcu jobs run reminders --now <a future morning>`: decided as if then, due now."""
+    await report(citizen)
+    assert await run_job(services, "reminders", at(2026, 12, 7, 9, 0), deliver_now=True) == 1
+    [row] = (await outbox_to(services, "1001"))[-1:]
+    assert row.not_before == services.calendar.next_working_moment(clock.now())
+    assert row.not_before < at(2026, 12, 7, 9, 0)
+
+
+def test_cli_jobs_list_shows_the_outbox_and_run_outbox_without_a_token(tmp_path, monkeypatch,
+                                                                       capsys):
+    monkeypatch.setenv("MCU_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}")
+    monkeypatch.setenv("MCU_DATA_DIR", str(tmp_path / "data"))
+    assert main(["jobs", "list"]) == 0
+    assert "outbox           due 0, held 0, failed 0" in capsys.readouterr().out
+    assert main(["jobs", "run", "outbox"]) == 0
+    assert "the running bot (mcu run) delivers" in capsys.readouterr().out

@@ -71,13 +71,6 @@ TOTAL = row(6, 2, 1 / 3, 3, 15, 3.5, 0.5, 2, 2)
 EMPTY = row(0, 0, None, None, None, None, None, 0, 0)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
-        return sqlite_url
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 async def seeded(db_url, tmp_path):
     services = await make_services(db_url, tmp_path / "data", ManualClock(NOW))

@@ -39,13 +39,6 @@ OCTOBER = Period(date(2026, 10, 1), date(2026, 11, 1))
 NOVEMBER = Period(date(2026, 11, 1), date(2026, 12, 1))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
-        return sqlite_url
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 async def services(db_url, tmp_path):
     clock = ManualClock(IMPORTED_ON)

@@ -35,13 +35,6 @@ PERIODS = (Period(date(2026, 10, 1), date(2027, 1, 1)), Period(date(2026, 11, 1)
            Period(date(2026, 11, 5), date(2026, 12, 6)))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
-        return sqlite_url
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 async def services(db_url, tmp_path):
     services = await make_services(db_url, tmp_path / "data", ManualClock(NOW))

@@ -20,13 +20,6 @@ from storage.models import Account, DialogState, Item, ItemEvent, OutboxMessage
 from tests.conftest import DEFAULT_START, make_services
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    if request.param == "sqlite":
-        return sqlite_url
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 async def db(db_url, tmp_path):
     services = await make_services(db_url, tmp_path / "data", ManualClock(DEFAULT_START))
