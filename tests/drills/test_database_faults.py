@@ -92,7 +92,7 @@ async def test_drill_sqlite_locked_longer_than_the_busy_timeout(
     finally:
         locker.close()
 
-    done = await settle(drill, lambda: all_answered(tg, citizens, newcomer), timeout=90)
+    done = await settle(drill, lambda: all_answered(tg, citizens, newcomer), timeout=60)
     registered, numbers, answered, temporary, stale, dups = await outcome(
         drill, tg, citizens, newcomer)
     figure(capsys, f"SQLite locked {held:.0f} s (busy timeout {BUSY_TIMEOUT} s): "
@@ -124,7 +124,7 @@ async def test_drill_postgresql_restarted_mid_run(
         await asyncio.to_thread(server.resume)
         down = time.monotonic() - down_at
 
-        done = await settle(drill, lambda: all_answered(tg, citizens, newcomer), timeout=90)
+        done = await settle(drill, lambda: all_answered(tg, citizens, newcomer), timeout=60)
         registered, numbers, answered, temporary, stale, dups = await outcome(
             drill, tg, citizens, newcomer)
         figure(capsys, f"PostgreSQL down {down:.0f} s mid-run: {registered}/3 registered, "
