@@ -167,19 +167,6 @@ def _open(settings: Settings):  # type: ignore[no-untyped-def]
     return engine, session_factory(engine, tz=settings.tz)
 
 
-def bot_username(settings: Settings) -> str | None:
-    if settings.telegram_bot_username:
-        return settings.telegram_bot_username
-    if not settings.telegram_enabled:
-        return None
-    from bot.telegram import fetch_username
-
-    try:
-        return asyncio.run(fetch_username(settings))
-    except Exception:  # offline or a wrong token: the code itself still works
-        return None
-
-
 def cmd_staff_invite(args: argparse.Namespace) -> int:
     from handlers.clock import SystemClock
     from handlers.staff.invites import InviteError, create_invite
@@ -205,9 +192,13 @@ def cmd_staff_invite(args: argparse.Namespace) -> int:
                     "unknown_block": f"unknown block {args.block!r} (see `mcu org show`)",
                     "block_not_allowed": "--block is only for head and executor"}
         raise UsageError(f"mcu staff invite: {messages.get(exc.reason, exc.reason)}") from exc
-    username = bot_username(settings)
-    link = f"https://t.me/{username}?start={code}" if username else (
-        f"https://t.me/<имя_бота>?start={code}  (set MCU_TELEGRAM_BOT_USERNAME to print it)")
+    from bot.bootstrap import telegram_username
+    from bot.platforms import telegram_with_username
+
+    username = telegram_username(settings)
+    link = telegram_with_username(username or "<имя_бота>").start_link(code)
+    if not username:
+        link = f"{link}  (set MCU_TELEGRAM_BOT_USERNAME to print it)"
     print(f"Код приглашения / invitation code: {code}")
     print(f"Действует до / valid until: {expires.astimezone(settings.tz):%d.%m.%Y %H:%M} "
           f"({settings.timezone}), один раз / once")

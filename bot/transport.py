@@ -1,20 +1,52 @@
-"""What the rest of the process needs from a messenger transport."""
+"""What the rest of the process needs from a messenger transport, and what every transport
+shares: the channel into the core, the per-user lanes, the outbox that delivers replies."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from handlers.events import Platform, Reply
+from bot.channel import Channel
+from bot.lanes import Lanes
+from handlers.capabilities import Capabilities
+from handlers.core import Core
+from handlers.events import Platform, Progress, Reply
+from scheduler.outbox import OutboxSender
+
+STOP_GRACE = 10.0  # seconds granted to the turns under way on stop()
 
 
 class Transport(Protocol):
     platform: Platform
+    capabilities: Capabilities
 
     async def start(self) -> None:
         """Start receiving updates (returns once receiving runs in the background)."""
 
     async def stop(self) -> None: ...
 
-    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None) -> None:
+    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None,
+                   progress: Progress | None = None) -> None:
         """Deliver one neutral reply; raise handlers.events.DeliveryError on failure.
-        `dedupe_id` (the outbox row) lets a messenger that supports it drop a repeat."""
+        `dedupe_id` (the outbox row) lets a messenger that supports it drop a repeat;
+        `progress` resumes after the parts already delivered and marks each new one."""
+
+
+class Edge:
+    """The shared half of a transport; a messenger's module adds receiving and `send`."""
+
+    platform: Platform
+    capabilities: Capabilities
+
+    def __init__(self, core: Core, outbox: OutboxSender | None) -> None:
+        self.core = core
+        self.outbox = outbox or OutboxSender(core.services, {self.platform: self})
+        self.channel = Channel(core, self.outbox, self.send)
+        self.lanes = Lanes()
+
+    async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None,
+                   progress: Progress | None = None) -> None:
+        raise NotImplementedError
+
+    async def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until the updates received so far are handled (tests; graceful stop)."""
+        return await self.lanes.drain(timeout)
