@@ -9,7 +9,7 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -34,6 +34,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def command_group(commands: Any, name: str, help: str) -> Any:
+    """`mcu NAME …`: a command with subcommands of its own (`args.NAME_command`)."""
+    group = commands.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True, parser_class=Parser)
 
 
 def load_settings() -> Settings:
@@ -330,8 +336,7 @@ def build_parser() -> Parser:
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(func=cmd_migrate)
 
-    org = commands.add_parser("org", help="the organisation file")
-    org_commands = org.add_subparsers(dest="org_command", required=True, parser_class=Parser)
+    org_commands = command_group(commands, "org", "the organisation file")
     check = org_commands.add_parser("check", help="validate an organisation file")
     check.add_argument("file", nargs="?", help="default: MCU_ORG_FILE or the shipped file")
     check.set_defaults(func=cmd_org_check)
@@ -349,8 +354,7 @@ def build_parser() -> Parser:
 
     scheduler = commands.add_parser("scheduler", help="run the scheduler alone (no bots)")
     scheduler.set_defaults(func=cmd_scheduler)
-    jobs = commands.add_parser("jobs", help="the scheduler's jobs")
-    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=Parser)
+    jobs_commands = command_group(commands, "jobs", "the scheduler's jobs")
     jobs_list = jobs_commands.add_parser("list", help="the jobs with their next run")
     jobs_list.set_defaults(func=cmd_jobs_list)
     jobs_run = jobs_commands.add_parser("run", help="run one job once, as if at --now")
@@ -359,8 +363,7 @@ def build_parser() -> Parser:
     jobs_run.add_argument("--now", help="ISO 8601 moment (local time if no offset)")
     jobs_run.set_defaults(func=cmd_jobs_run)
 
-    staff = commands.add_parser("staff", help="staff accounts and invitations")
-    staff_commands = staff.add_subparsers(dest="staff_command", required=True, parser_class=Parser)
+    staff_commands = command_group(commands, "staff", "staff accounts and invitations")
     invite = staff_commands.add_parser("invite", help="create a one-time invitation code")
     invite.add_argument("--role", required=True, help="curator, chairman, im_coordinator, press, "
                                                       "head, executor or operator")
