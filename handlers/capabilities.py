@@ -21,7 +21,6 @@ class Capabilities:
     button_label_limit: int  # characters of a button label that stay readable
     buttons_per_row: int
     notice_limit: int  # the short answer to a button press (toast / snackbar)
-    supports_inline: bool = True  # buttons attached to a message
     # A link that opens the bot with a start payload ("{payload}" is replaced), if any.
     deep_link: str | None = None
 
