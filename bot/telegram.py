@@ -39,7 +39,7 @@ from bot.polling import start_polling, stop_polling
 from bot.settings import Settings
 from bot.telegram_polling import TelegramPoller
 from bot.telegram_render import chat_key, plan_parts, send_part
-from bot.transport import STOP_GRACE, Edge
+from bot.transport import STOP_GRACE, Edge, send_parts
 from handlers.core import Core
 from handlers.events import (
     ButtonPress,
@@ -157,21 +157,13 @@ class TelegramTransport(Edge):
         bot = self.bot
         if bot is None:
             raise DeliveryError("telegram transport is not started")
-        progress = progress or Progress()
         try:
             parts = await plan_parts(reply)
         except Exception as error:  # an attachment vanished from disk: retrying cannot help
             errors.reraise(error, classify)
             raise
         chat = chat_key(chat_id)
-        for index in range(progress.start, len(parts)):
-            try:
-                async with progress.slot():
-                    await send_part(bot, chat, parts[index])
-            except Exception as error:
-                errors.reraise(error, classify)
-            if progress.after_part is not None:
-                await progress.after_part(index + 1)
+        await send_parts(parts, progress, lambda _, part: send_part(bot, chat, part), classify)
 
 
 @dataclass(frozen=True)

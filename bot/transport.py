@@ -3,8 +3,10 @@ shares: the channel into the core, the per-user lanes, the outbox that delivers 
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
+from bot import errors
 from bot.channel import Channel
 from bot.lanes import Lanes
 from handlers.capabilities import Capabilities
@@ -13,6 +15,7 @@ from handlers.events import Platform, Progress, Reply
 from scheduler.outbox import OutboxSender
 
 STOP_GRACE = 10.0  # seconds granted to the turns under way on stop()
+Part = TypeVar("Part")
 
 
 class Transport(Protocol):
@@ -50,3 +53,20 @@ class Edge:
     async def drain(self, timeout: float = 5.0) -> bool:
         """Wait until the updates received so far are handled (tests; graceful stop)."""
         return await self.lanes.drain(timeout)
+
+
+async def send_parts(parts: Sequence[Part], progress: Progress | None,
+                     send: Callable[[int, Part], Awaitable[None]],
+                     classify: errors.Classify) -> None:
+    """Send the parts of one rendered reply that were not delivered yet, each in its rate
+    limit slot and marked as it arrives, so a retry resumes after it; a failure is raised in
+    the outbox's terms (bot/errors.py)."""
+    progress = progress or Progress()
+    for index in range(progress.start, len(parts)):
+        try:
+            async with progress.slot():
+                await send(index, parts[index])
+        except Exception as error:
+            errors.reraise(error, classify)
+        if progress.after_part is not None:
+            await progress.after_part(index + 1)

@@ -25,7 +25,7 @@ from bot.errors import Outcome, Verdict
 from bot.platforms import VK
 from bot.polling import start_polling, stop_polling
 from bot.settings import Settings
-from bot.transport import STOP_GRACE, Edge
+from bot.transport import STOP_GRACE, Edge, send_parts
 from bot.vk_inbound import (
     attachments_of,
     callback_payload,
@@ -291,25 +291,22 @@ class VKTransport(Edge):
             peer_id = int(chat_id)
         except ValueError:
             raise DeliveryError("not a VK peer id", permanent=True) from None
-        progress = progress or Progress()
         try:
             messages = await render(api, peer_id, reply,
                                     self._clients.get(peer_id, ClientCaps()))
-        except Exception as error:
-            raise delivery_error(error) from error
-        for index in range(progress.start, len(messages)):
-            try:
-                async with progress.slot():
-                    await api.request("messages.send", {
-                        "peer_id": peer_id,
-                        "random_id": random_id(dedupe_id, index),
-                        "disable_mentions": 1,  # a citizen's "@all" must not ping a staff chat
-                        **messages[index],
-                    })
-            except Exception as error:
-                errors.reraise(error, classify)
-            if progress.after_part is not None:
-                await progress.after_part(index + 1)
+        except Exception as error:  # an upload failed
+            errors.reraise(error, classify)
+            raise
+
+        async def send_message(index: int, message: dict[str, Any]) -> None:
+            await api.request("messages.send", {
+                "peer_id": peer_id,
+                "random_id": random_id(dedupe_id, index),
+                "disable_mentions": 1,  # a citizen's "@all" must not ping a staff chat
+                **message,
+            })
+
+        await send_parts(messages, progress, send_message, classify)
 
 
 __all__ = ["VKTransport", "build_labeler", "delivery_error"]
