@@ -47,6 +47,12 @@ def failure(error: BaseException) -> str:
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15, 15, 15)
 
 
+# What we accept from a user, in any messenger: a photo (the messenger says or the download
+# shows its size) and a staff member's document (Telegram's Bot API downloads stop at 20 MB).
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
+
+
 class PhotoTooLarge(Exception):
     """The messenger says (or the download shows) that the photo is over our limit."""
 

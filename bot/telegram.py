@@ -32,7 +32,7 @@ from aiogram.exceptions import (
 from aiogram.types import BotCommand, CallbackQuery, Document, Message, PhotoSize, Update
 
 from bot import errors
-from bot.channel import Draft, PhotoTooLarge
+from bot.channel import DOCUMENT_MAX_BYTES, PHOTO_MAX_BYTES, Draft, PhotoTooLarge
 from bot.errors import Outcome, Verdict
 from bot.platforms import TELEGRAM, telegram_with_username
 from bot.polling import start_polling, stop_polling
@@ -59,9 +59,6 @@ from handlers.events import (
 from scheduler.outbox import OutboxSender
 
 log = logging.getLogger(__name__)
-
-PHOTO_MAX_BYTES = 10 * 1024 * 1024
-DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
 
 # Message kinds the core can name in its "not accepted" answer.
 UNSUPPORTED_KINDS: dict[str, Unsupported] = {

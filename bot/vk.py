@@ -52,8 +52,6 @@ from scheduler.outbox import OutboxSender
 log = logging.getLogger(__name__)
 
 PEER_ID_OFFSET = 2_000_000_000  # peer ids from here on are group chats
-MAX_PHOTO_BYTES = 10 * 1024 * 1024
-MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 
 # VK error codes (https://dev.vk.com/ru/reference/errors).
 TOO_MANY_REQUESTS = 6

@@ -11,11 +11,8 @@ from typing import Any
 
 from vkbottle import AiohttpClient
 
-from bot.channel import PhotoTooLarge
+from bot.channel import DOCUMENT_MAX_BYTES, PHOTO_MAX_BYTES, PhotoTooLarge
 from handlers.events import DeliveryError, IncomingDocument, IncomingPhoto, Location, Unsupported
-
-MAX_PHOTO_BYTES = 10 * 1024 * 1024
-MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 
 # Photo size letters from small to large, for photos whose sizes carry no dimensions.
 _SIZE_RANK = {letter: rank for rank, letter in enumerate("smxopqryzw")}
@@ -94,7 +91,7 @@ def document_of(doc: dict[str, Any], download: Download) -> IncomingDocument | N
         f"{title}.{extension}")
 
     async def fetch() -> bytes:
-        data = await download(str(url), MAX_DOCUMENT_BYTES)
+        data = await download(str(url), DOCUMENT_MAX_BYTES)
         if data is None:
             raise DeliveryError("document too large", permanent=True)
         return data
@@ -139,7 +136,7 @@ class VKPhoto:
         size = largest_size(self.photo)
         if size is None:
             raise DeliveryError("photo without a size")
-        data = await self.download(str(size["url"]), MAX_PHOTO_BYTES)
+        data = await self.download(str(size["url"]), PHOTO_MAX_BYTES)
         if data is None:
             raise PhotoTooLarge
         if not data:
