@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.platforms import capabilities
 from bot.settings import Settings
 from bot.transport import Transport
 from handlers.clock import Clock, SystemClock
@@ -57,6 +58,7 @@ def build_services(settings: Settings, engine: AsyncEngine, clock: Clock | None 
         tz=settings.tz,
         default_locale=settings.locale,
         flood_limit_per_minute=settings.flood_limit_per_minute,
+        capabilities=capabilities(settings),
         # Cheap to create: the model is loaded or trained on first use or by warm_up.
         topics=LinearTopicSuggester(org, cache_dir=settings.data_dir / "cache"),
     )
@@ -96,12 +98,11 @@ async def serve(app: App, stop: asyncio.Event | None = None, *,
     install_signal_handlers(stop)
     for name, transport in app.transports.items():
         await transport.start()
+        # A running transport knows more (Telegram: its @username, so a deep link).
+        app.services.capabilities[name] = transport.capabilities
         log.info("%s transport started", name)
     await app.sender.start()
     warm_up_topics(app.services)
-    telegram = app.transports.get("telegram")
-    if telegram is not None:
-        app.services.bot_username = getattr(telegram, "username", None)
     if with_scheduler:
         app.scheduler = build_scheduler(app.services)
         app.scheduler.start()
@@ -111,6 +112,20 @@ async def serve(app: App, stop: asyncio.Event | None = None, *,
         await stop.wait()
     finally:
         await app.close()
+
+
+def telegram_username(settings: Settings) -> str | None:
+    """The bot's @username for commands that run without the transport (invite links)."""
+    if settings.telegram_bot_username:
+        return settings.telegram_bot_username
+    if not settings.telegram_enabled:
+        return None
+    from bot.telegram import fetch_username
+
+    try:
+        return asyncio.run(fetch_username(settings))
+    except Exception:  # offline or a wrong token: the code itself still works
+        return None
 
 
 def warm_up_topics(services: Services) -> None:

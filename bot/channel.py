@@ -33,6 +33,7 @@ from handlers.i18n import translator
 
 log = logging.getLogger(__name__)
 
+
 def failure(error: BaseException) -> str:
     """An exception for the log: its type and where it happened, never its message, which
     may quote what a user wrote."""
@@ -44,6 +45,12 @@ def failure(error: BaseException) -> str:
 # A turn is retried while the database is away: SQLite locked past its busy timeout, a
 # PostgreSQL restart. After this long the user is told to try again.
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15, 15, 15)
+
+
+# What we accept from a user, in any messenger: a photo (the messenger says or the download
+# shows its size) and a staff member's document (Telegram's Bot API downloads stop at 20 MB).
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
 
 
 class PhotoTooLarge(Exception):
@@ -65,16 +72,16 @@ class Deliverer(Protocol):
     async def deliver_chat(self, platform: str, chat_id: str) -> int: ...
 
 
-DirectSend = Callable[[str, Sequence[Reply]], Awaitable[None]]
+SendOne = Callable[[str, Reply], Awaitable[None]]
 Decided = Callable[[Response], Awaitable[None]]
 
 
 class Channel:
-    def __init__(self, core: Core, outbox: Deliverer, send_direct: DirectSend,
+    def __init__(self, core: Core, outbox: Deliverer, send: SendOne,
                  retry_delays: Sequence[float] = RETRY_DELAYS) -> None:
         self.core = core
         self.outbox = outbox
-        self.send_direct = send_direct
+        self.send = send
         self.retry_delays = retry_delays
 
     async def process(self, draft: Draft, decided: Decided | None = None) -> Response:
@@ -152,6 +159,7 @@ class Channel:
                 log.exception("delivery of replies to a %s chat failed", chat.platform)
         elif response.replies:
             try:
-                await self.send_direct(chat.chat_id, response.replies)
+                for reply in response.replies:
+                    await self.send(chat.chat_id, reply)
             except DeliveryError as error:
                 log.warning("direct %s reply not delivered (%s)", chat.platform, error)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pydantic import ValidationError
 
@@ -40,6 +40,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def command_group(commands: Any, name: str, help: str) -> Any:
+    """`mcu NAME …`: a command with subcommands of its own (`args.NAME_command`)."""
+    group = commands.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True, parser_class=Parser)
 
 
 def load_settings() -> Settings:
@@ -173,19 +179,6 @@ def _open(settings: Settings):  # type: ignore[no-untyped-def]
     return engine, session_factory(engine, tz=settings.tz)
 
 
-def bot_username(settings: Settings) -> str | None:
-    if settings.telegram_bot_username:
-        return settings.telegram_bot_username
-    if not settings.telegram_enabled:
-        return None
-    from bot.telegram import fetch_username
-
-    try:
-        return asyncio.run(fetch_username(settings))
-    except Exception:  # offline or a wrong token: the code itself still works
-        return None
-
-
 def cmd_staff_invite(args: argparse.Namespace) -> int:
     from handlers.clock import SystemClock
     from handlers.staff.invites import InviteError, create_invite
@@ -211,9 +204,13 @@ def cmd_staff_invite(args: argparse.Namespace) -> int:
                     "unknown_block": f"unknown block {args.block!r} (see `mcu org show`)",
                     "block_not_allowed": "--block is only for head and executor"}
         raise UsageError(f"mcu staff invite: {messages.get(exc.reason, exc.reason)}") from exc
-    username = bot_username(settings)
-    link = f"https://t.me/{username}?start={code}" if username else (
-        f"https://t.me/<имя_бота>?start={code}  (set MCU_TELEGRAM_BOT_USERNAME to print it)")
+    from bot.bootstrap import telegram_username
+    from bot.platforms import telegram_with_username
+
+    username = telegram_username(settings)
+    link = telegram_with_username(username or "<имя_бота>").start_link(code)
+    if not username:
+        link = f"{link}  (set MCU_TELEGRAM_BOT_USERNAME to print it)"
     print(f"Код приглашения / invitation code: {code}")
     print(f"Действует до / valid until: {expires.astimezone(settings.tz):%d.%m.%Y %H:%M} "
           f"({settings.timezone}), один раз / once")
@@ -370,8 +367,7 @@ def build_parser() -> Parser:
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(func=cmd_migrate)
 
-    org = commands.add_parser("org", help="the organisation file")
-    org_commands = org.add_subparsers(dest="org_command", required=True, parser_class=Parser)
+    org_commands = command_group(commands, "org", "the organisation file")
     check = org_commands.add_parser("check", help="validate an organisation file")
     check.add_argument("file", nargs="?", help="default: MCU_ORG_FILE or the shipped file")
     check.set_defaults(func=cmd_org_check)
@@ -389,8 +385,7 @@ def build_parser() -> Parser:
 
     scheduler = commands.add_parser("scheduler", help="run the scheduler alone (no bots)")
     scheduler.set_defaults(func=cmd_scheduler)
-    jobs = commands.add_parser("jobs", help="the scheduler's jobs")
-    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=Parser)
+    jobs_commands = command_group(commands, "jobs", "the scheduler's jobs")
     jobs_list = jobs_commands.add_parser("list", help="the jobs with their next run")
     jobs_list.set_defaults(func=cmd_jobs_list)
     jobs_run = jobs_commands.add_parser("run", help="run one job once, as if at --now")
@@ -399,8 +394,7 @@ def build_parser() -> Parser:
     jobs_run.add_argument("--now", help="ISO 8601 moment (local time if no offset)")
     jobs_run.set_defaults(func=cmd_jobs_run)
 
-    staff = commands.add_parser("staff", help="staff accounts and invitations")
-    staff_commands = staff.add_subparsers(dest="staff_command", required=True, parser_class=Parser)
+    staff_commands = command_group(commands, "staff", "staff accounts and invitations")
     invite = staff_commands.add_parser("invite", help="create a one-time invitation code")
     invite.add_argument("--role", required=True, help="curator, chairman, im_coordinator, press, "
                                                       "head, executor or operator")

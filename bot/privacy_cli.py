@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.cli import Parser, UsageError, load_org, load_settings
+from bot.cli import UsageError, command_group, load_org, load_settings
 from bot.settings import Settings
 from handlers.clock import SystemClock
 from handlers.erasure import ErasureReport, NothingToErase, erase_citizen
@@ -18,9 +18,7 @@ from handlers.erasure_cleanup import clean_up
 
 
 def add_privacy_parser(commands: Any) -> None:
-    privacy = commands.add_parser("privacy", help="personal data (152-ФЗ)")
-    privacy_commands = privacy.add_subparsers(dest="privacy_command", required=True,
-                                              parser_class=Parser)
+    privacy_commands = command_group(commands, "privacy", "personal data (152-ФЗ)")
     forget = privacy_commands.add_parser(
         "forget", help="erase a citizen's personal data (consent withdrawn by phone or on "
                        "paper); numbers, topics, dates and statuses stay for the statistics")

@@ -1,22 +1,19 @@
 """The Telegram transport: a thin translator between aiogram and the messenger-neutral core.
 
-In: every message and callback query becomes an IncomingMessage / ButtonPress for `Core.handle`.
-Out: every neutral `Reply` becomes Bot API calls (HTML parse mode, so plain text is escaped).
-No decision about the dialog is taken here; the core owns all state.
+In: every message and callback query becomes an IncomingMessage / ButtonPress for the shared
+channel (bot/channel.py), in its user's lane (bot/telegram_polling.py).
+Out: every neutral `Reply` becomes Bot API calls (bot/telegram_render.py); a failed call is
+judged by the shared error policy (bot/errors.py). No decision about the dialog is taken
+here; the core owns all state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import html
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
 
-import aiohttp
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -32,26 +29,17 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
 )
-from aiogram.types import (
-    BotCommand,
-    BufferedInputFile,
-    CallbackQuery,
-    Document,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    InputMediaPhoto,
-    KeyboardButton,
-    Message,
-    PhotoSize,
-    ReplyKeyboardMarkup,
-    ReplyKeyboardRemove,
-    Update,
-)
+from aiogram.types import BotCommand, CallbackQuery, Document, Message, PhotoSize, Update
 
-from bot.channel import Channel, Draft, PhotoTooLarge, failure
-from bot.lanes import AckFloor, Lanes
-from bot.lease import run_while_holding
+from bot import errors
+from bot.channel import DOCUMENT_MAX_BYTES, PHOTO_MAX_BYTES, Draft, PhotoTooLarge
+from bot.errors import Outcome, Verdict
+from bot.platforms import TELEGRAM, telegram_with_username
+from bot.polling import start_polling, stop_polling
 from bot.settings import Settings
+from bot.telegram_polling import TelegramPoller
+from bot.telegram_render import chat_key, plan_parts, send_part
+from bot.transport import STOP_GRACE, Edge, send_parts
 from handlers.core import Core
 from handlers.events import (
     ButtonPress,
@@ -61,7 +49,6 @@ from handlers.events import (
     IncomingMessage,
     IncomingPhoto,
     Location,
-    OutgoingPhoto,
     Platform,
     Progress,
     Reply,
@@ -72,17 +59,6 @@ from handlers.events import (
 from scheduler.outbox import OutboxSender
 
 log = logging.getLogger(__name__)
-
-TEXT_LIMIT = 4096  # Bot API: message text, after entity parsing
-CAPTION_LIMIT = 1024
-NOTICE_LIMIT = 200  # answerCallbackQuery text
-ALBUM_MAX = 10  # sendMediaGroup takes 2–10 items
-PHOTO_MAX_BYTES = 10 * 1024 * 1024
-DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
-STOP_GRACE = 10.0  # seconds granted to the turns under way on stop()
-POLL_TIMEOUT = 25  # long-poll seconds
-POLL_PAUSE_MIN, POLL_PAUSE_MAX = 0.5, 5.0  # back-off while getUpdates fails
-POLL_PAUSE_BUSY = 1.0  # longest wait for a turn to finish before asking again
 
 # Message kinds the core can name in its "not accepted" answer.
 UNSUPPORTED_KINDS: dict[str, Unsupported] = {
@@ -122,37 +98,24 @@ COMMANDS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
-Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 
-
-# ---------------------------------------------------------------------------------------------
-# Transport
-
-
-class TelegramTransport:
+class TelegramTransport(Edge):
     platform = Platform.TELEGRAM
+    capabilities = TELEGRAM
 
     def __init__(self, settings: Settings, core: Core, outbox: OutboxSender | None = None) -> None:
         if settings.telegram_token is None:
             raise ValueError("MCU_TELEGRAM_TOKEN is not set")
         self.settings = settings
-        self.core = core
         self.username: str | None = None
         self.bot: Bot | None = None
         # Built here (not in start) so tests and the wiring can add middlewares beforehand.
         # FSM is off: the dialog state lives in the core's database, not in aiogram.
         self.dp = Dispatcher(disable_fsm=True, transport=self)
         self.dp.include_router(build_router())
-        self.outbox = outbox or OutboxSender(core.services, {self.platform: self})
-        self.channel = Channel(core, self.outbox, self._send_direct)
-        self.lanes = Lanes()
-        self.floor = AckFloor()
+        super().__init__(core, outbox)
+        self.poller = TelegramPoller(self.dp, self.lanes)
         self._polling: asyncio.Task[None] | None = None
-
-    def use_outbox(self, outbox: OutboxSender) -> None:
-        self.outbox = self.channel.outbox = outbox
-
-    # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         bot = make_bot(self.settings)
@@ -168,12 +131,11 @@ class TelegramTransport:
             await bot.session.close()
             raise
         self.bot, self.username = bot, me.username
+        self.capabilities = telegram_with_username(me.username)
         # Telegram serves getUpdates to one consumer per bot: among processes sharing the
         # database, the holder of this lease polls and the others stand by.
-        self._polling = asyncio.create_task(
-            run_while_holding(self.core.services, f"telegram-poller:{me.id}", self._poll),
-            name="telegram-polling")
-        self._polling.add_done_callback(_report_polling_end)
+        self._polling = start_polling(self.core.services, f"telegram-poller:{me.id}",
+                                      lambda: self.poller.run(bot), "telegram polling")
         log.info("telegram transport started for @%s", self.username)
 
     async def open_for_sending(self) -> None:
@@ -181,81 +143,13 @@ class TelegramTransport:
         self.bot = make_bot(self.settings)
 
     async def stop(self) -> None:
-        if self._polling is not None:
-            self._polling.cancel()
-            await asyncio.gather(self._polling, return_exceptions=True)
-            self._polling = None
+        await stop_polling(self._polling)
+        self._polling = None
         # Let the turns under way finish and deliver before the session closes.
         await self.lanes.close(STOP_GRACE)
         if self.bot is not None:
             await self.bot.session.close()
             self.bot = None
-
-    async def drain(self, timeout: float = 5.0) -> bool:
-        """Wait until the updates received so far are handled (tests; graceful stop)."""
-        return await self.lanes.drain(timeout)
-
-    # -- in: polling -----------------------------------------------------------------------
-
-    async def _poll(self) -> None:
-        """getUpdates with an offset that only passes updates already handled.
-
-        aiogram's own polling confirms a batch as soon as it is dispatched, so a crash loses
-        the updates under way. Here the offset is the acknowledgement floor: after a crash
-        Telegram sends the unfinished updates again, and the database's processed-update
-        marks drop those that were in fact handled.
-        """
-        bot = self.bot
-        assert bot is not None
-        allowed = self.dp.resolve_used_update_types()
-        pause = POLL_PAUSE_MIN
-        while True:
-            try:
-                raws = await get_updates(bot, self.floor.floor(), allowed)
-            except Exception as error:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from error  # aiohttp may turn it into a timeout
-                log.warning("telegram getUpdates failed (%s); retrying in %.1fs",
-                            type(error).__name__, pause)
-                await asyncio.sleep(getattr(error, "retry_after", None) or pause)
-                pause = min(pause * 2, POLL_PAUSE_MAX)
-                continue
-            pause = POLL_PAUSE_MIN
-            self.floor.changed.clear()
-            fresh = 0
-            for raw in raws:
-                update_id = raw.get("update_id")
-                if not isinstance(update_id, int) or not self.floor.fresh(update_id):
-                    continue  # still under way, or handled already
-                self.floor.received(update_id)
-                fresh += 1
-                # The lane is chosen from the raw update, before aiogram parses or filters it.
-                self.lanes.submit(lane_key(raw), functools.partial(self._handle_raw, bot, raw))
-            if raws and not fresh:
-                # Only updates still under way came back: wait for one to finish rather
-                # than asking again at once.
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_PAUSE_BUSY):
-                        await self.floor.changed.wait()
-
-    async def _handle_raw(self, bot: Bot, raw: dict[str, Any]) -> None:
-        update_id = raw["update_id"]
-        try:
-            try:
-                update = Update.model_validate(raw, context={"bot": bot})
-            except ValueError:
-                # Its fields may hold a name or a text: log the number only.
-                log.warning("telegram update %s could not be read; skipped", update_id)
-                return
-            await self.dp.feed_update(bot, update)
-        except Exception as error:
-            log.error("telegram update %s failed: %s", update_id, failure(error))
-        finally:
-            self.floor.handled(update_id)
-
-    # -- out ---------------------------------------------------------------------------------
 
     async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None,
                    progress: Progress | None = None) -> None:
@@ -264,67 +158,13 @@ class TelegramTransport:
         bot = self.bot
         if bot is None:
             raise DeliveryError("telegram transport is not started")
-        progress = progress or Progress()
         try:
             parts = await plan_parts(reply)
-        except OSError as error:  # an attachment vanished from disk: retrying cannot help
-            raise DeliveryError(f"attachment unreadable: {type(error).__name__}",
-                                permanent=True) from error
+        except Exception as error:  # an attachment vanished from disk: retrying cannot help
+            errors.reraise(error, classify)
+            raise
         chat = chat_key(chat_id)
-        for index in range(progress.start, len(parts)):
-            try:
-                async with progress.slot():
-                    await send_part(bot, chat, parts[index])
-            except Exception as error:
-                mapped = delivery_error(error)
-                if mapped is not None:
-                    raise mapped from error
-            if progress.after_part is not None:
-                await progress.after_part(index + 1)
-
-    async def _send_direct(self, chat_id: str, replies: Sequence[Reply]) -> None:
-        """Replies that could not be queued (the database was away): one attempt each."""
-        for reply in replies:
-            await self.send(chat_id, reply)
-
-
-def lane_key(raw: dict[str, Any]) -> tuple[str, int | str]:
-    """The user an update belongs to, read from the raw update before anything else."""
-    for kind in ("message", "callback_query", "edited_message"):
-        body = raw.get(kind)
-        if isinstance(body, dict):
-            sender = body.get("from")
-            if isinstance(sender, dict) and isinstance(sender.get("id"), int):
-                return ("user", sender["id"])
-    return ("other", 0)
-
-
-async def get_updates(bot: Bot, offset: int, allowed: list[str]) -> list[dict[str, Any]]:
-    """Raw updates, parsed one by one later: a single unreadable update must not stop the
-    whole batch, and its content must not reach the log in an error message."""
-    session = await bot.session.create_session()
-    url = bot.session.api.api_url(token=bot.token, method="getUpdates")
-    body = {"timeout": POLL_TIMEOUT, "allowed_updates": allowed}
-    if offset:
-        body["offset"] = offset
-    timeout = aiohttp.ClientTimeout(total=POLL_TIMEOUT + 15)
-    async with session.post(url, json=body, timeout=timeout) as response:
-        try:
-            data = await response.json(content_type=None)
-        except ValueError:
-            raise PollingError(f"HTTP {response.status}, not JSON") from None
-    if not isinstance(data, dict) or not data.get("ok"):
-        parameters = data.get("parameters") if isinstance(data, dict) else None
-        retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
-        raise PollingError(f"HTTP {response.status}", retry_after=retry_after)
-    result = data.get("result")
-    return [raw for raw in result if isinstance(raw, dict)] if isinstance(result, list) else []
-
-
-class PollingError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        await send_parts(parts, progress, lambda _, part: send_part(bot, chat, part), classify)
 
 
 @dataclass(frozen=True)
@@ -385,11 +225,6 @@ async def fetch_username(settings: Settings) -> str | None:
         await bot.session.close()
 
 
-def _report_polling_end(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("telegram polling stopped: %s", type(task.exception()).__name__)
-
-
 # ---------------------------------------------------------------------------------------------
 # Router: two short handlers, dependencies injected by parameter name from the Dispatcher.
 # They run inside the user's lane, so their order is already fixed.
@@ -420,7 +255,7 @@ async def relay_button(callback: CallbackQuery, event_update: Update,
     async def answer(response: Response) -> None:
         # Answered before the replies, so the client's spinner stops at once.
         notice = response.notice
-        await callback.answer(text=notice[:NOTICE_LIMIT] if notice else None)
+        await callback.answer(text=notice[:TELEGRAM.notice_limit] if notice else None)
 
     await transport.channel.process(Draft(event), decided=answer)
 
@@ -483,225 +318,30 @@ def button_event(callback: CallbackQuery, update_key: str) -> ButtonPress:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Translation out
-
-
-@dataclass
-class Part:
-    """One Bot API call of a rendered reply."""
-
-    kind: Literal["text", "photo", "album", "location", "document"]
-    html: str = ""
-    photos: list[tuple[OutgoingPhoto, bytes]] = field(default_factory=list)
-    location: Location | None = None
-    document: tuple[str, bytes] | None = None
-    markup: Markup | None = None
-
-
-async def plan_parts(reply: Reply) -> list[Part]:
-    """Order: photos, text, location, document.
-
-    Telegram allows one reply_markup per message and none on albums. Inline buttons go on the
-    last text message (or the last message that can carry them). A menu change (reply keyboard
-    or its removal) rides alone on that message when there are no inline buttons; when there
-    are, the menu goes on another message of the reply, or the text is cut in two at its last
-    paragraph break (else after the title, else at the last line break): the menu with the
-    head, the inline buttons with the tail, next to the question they answer. A one-line text
-    with both keeps only the inline buttons; the menu comes back with the next menu reply.
-    """
-    inline = inline_keyboard(reply)
-    keyboard = menu_keyboard(reply)
-    parts: list[Part] = []
-    loaded = [(photo, await asyncio.to_thread(photo.path.read_bytes)) for photo in reply.photos]
-    for start in range(0, len(loaded), ALBUM_MAX):
-        group = loaded[start:start + ALBUM_MAX]
-        parts.append(Part("photo" if len(group) == 1 else "album", photos=group))
-    text_parts = [Part("text", chunk) for chunk in
-                  html_chunks(reply.text, title=reply.title, monospace=reply.monospace)]
-    parts.extend(text_parts)
-    if reply.location is not None:
-        parts.append(Part("location", location=reply.location))
-    if reply.document is not None:
-        data = await asyncio.to_thread(reply.document.path.read_bytes)
-        parts.append(Part("document", document=(reply.document.filename, data)))
-    if not parts or (inline is None and keyboard is None):
-        return parts
-    capable = [p for p in parts if p.kind != "album"]
-    if not capable:  # albums only: the buttons need a message of their own
-        parts.append(Part("text", "⬆️"))
-        capable = parts[-1:]
-    texts = [p for p in capable if p.kind == "text"]
-    holder = texts[-1] if texts else capable[-1]
-    if inline is None or keyboard is None:
-        holder.markup = inline or keyboard
-        return parts
-    holder.markup = inline
-    others = [p for p in capable if p is not holder]
-    if others:
-        others[0].markup = keyboard
-        return parts
-    halves = head_and_tail(reply) if holder.kind == "text" else None
-    if halves is not None:
-        at = parts.index(holder)
-        parts[at:at + 1] = [Part("text", halves[0], markup=keyboard),
-                            Part("text", halves[1], markup=inline)]
-    return parts
-
-
-def head_and_tail(reply: Reply) -> tuple[str, str] | None:
-    text = reply.text.strip()
-    for separator in ("\n\n", "title", "\n"):
-        if separator == "title":
-            if reply.title and text:
-                return render_html("", reply.title, False), render_html(text, None,
-                                                                          reply.monospace)
-            continue
-        at = text.rfind(separator)
-        if at > 0:
-            head, tail = text[:at].rstrip(), text[at + len(separator):].lstrip()
-            if head and tail:
-                return (render_html(head, reply.title, reply.monospace),
-                        render_html(tail, None, reply.monospace))
-    return None
-
-
-def inline_keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
-    rows = [[InlineKeyboardButton(text=b.text, url=b.url) if b.url
-             else InlineKeyboardButton(text=b.text, callback_data=b.payload) for b in row]
-            for row in reply.buttons if row]
-    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
-
-
-def menu_keyboard(reply: Reply) -> ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
-    if reply.menu:
-        rows = [[KeyboardButton(text=label) for label in row] for row in reply.menu if row]
-        return ReplyKeyboardMarkup(keyboard=rows, resize_keyboard=True, is_persistent=True)
-    if reply.remove_menu:
-        return ReplyKeyboardRemove()
-    return None
-
-
-def escape(text: str) -> str:
-    return html.escape(text, quote=False)
-
-
-def render_html(text: str, title: str | None, monospace: bool) -> str:
-    body = escape(text)
-    if monospace and text:
-        body = f"<pre>{body}</pre>"
-    if title:
-        head = f"<b>{escape(title)}</b>"
-        return f"{head}\n{body}" if body else head
-    return body
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def html_chunks(text: str, *, title: str | None = None, monospace: bool = False,
-                limit: int = TEXT_LIMIT) -> list[str]:
-    """Escaped messages of at most `limit` UTF-16 units of markup, cut at line breaks.
-
-    Cutting the plain text before escaping never splits an entity or a tag. The limit is
-    applied to the markup, which is never shorter than what Telegram counts, so it is safe.
-    """
-    chunks: list[str] = []
-    rest = text
-    first = True
-    while True:
-        own_title = title if first else None
-        whole = render_html(rest, own_title, monospace)
-        if utf16_len(whole) <= limit:
-            if rest.strip() or own_title:
-                chunks.append(whole)
-            return chunks
-        overhead = (utf16_len(f"<b>{escape(own_title)}</b>\n") if own_title else 0) + (
-            len("<pre></pre>") if monospace else 0)
-        end, resume = cut_point(rest, max(limit - overhead, 8))
-        piece = rest[:end]
-        if piece.strip() or own_title:
-            chunks.append(render_html(piece, own_title, monospace))
-        rest = rest[resume:]
-        first = False
-
-
-def cut_point(text: str, budget: int) -> tuple[int, int]:
-    """(end of this piece, start of the next) so that the escaped piece fits `budget`."""
-    used = end = 0
-    for char in text:
-        cost = utf16_len(escape(char))
-        if used + cost > budget:
-            break
-        used += cost
-        end += 1
-    window = text[:end]
-    for separator in ("\n\n", "\n", " "):
-        at = window.rfind(separator)
-        if at >= end // 2 and at > 0:
-            return at, at + len(separator)
-    return end, end
-
-
-def caption_html(caption: str | None) -> str | None:
-    if not caption:
-        return None
-    rendered = escape(caption)
-    if utf16_len(rendered) <= CAPTION_LIMIT:
-        return rendered
-    end, _ = cut_point(caption, CAPTION_LIMIT - 1)
-    return escape(caption[:end].rstrip()) + "…"
-
-
-async def send_part(bot: Bot, chat: int | str, part: Part) -> None:
-    if part.kind == "text":
-        await bot.send_message(chat, part.html, reply_markup=part.markup)
-    elif part.kind == "photo":
-        photo, data = part.photos[0]
-        await bot.send_photo(chat, BufferedInputFile(data, photo.path.name),
-                             caption=caption_html(photo.caption), reply_markup=part.markup)
-    elif part.kind == "album":
-        await bot.send_media_group(chat, [
-            InputMediaPhoto(media=BufferedInputFile(data, photo.path.name),
-                            caption=caption_html(photo.caption))
-            for photo, data in part.photos])
-    elif part.kind == "location":
-        assert part.location is not None
-        await bot.send_location(chat, part.location.latitude, part.location.longitude,
-                                reply_markup=part.markup)
-    else:
-        assert part.document is not None
-        filename, data = part.document
-        await bot.send_document(chat, BufferedInputFile(data, filename),
-                                reply_markup=part.markup)
-
-
-def chat_key(chat_id: str) -> int | str:
-    """Telegram chat ids are integers; '@channel' names stay strings."""
-    return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
-
-
 def delivery_error(error: BaseException) -> DeliveryError | None:
     """Map a library error to the outbox's terms; None means "nothing to retry"."""
+    return errors.delivery_error(error, classify)
+
+
+def classify(error: BaseException) -> Verdict | None:
+    """What aiogram's errors mean (bot/errors.py decides what follows from each)."""
     name = type(error).__name__
     if isinstance(error, TelegramRetryAfter):
-        return DeliveryError(f"{name}: retry after {error.retry_after}s",
-                             retry_after=error.retry_after)
+        return Verdict(Outcome.RETRY, f"{name}: retry after {error.retry_after}s",
+                       retry_after=error.retry_after)
     if isinstance(error, TelegramForbiddenError):
-        return DeliveryError(f"{name}: {error.message}", blocked=True)
+        return Verdict(Outcome.BLOCKED, f"{name}: {error.message}")
     if isinstance(error, TelegramMigrateToChat):
         # The group became a supergroup; its registration must be updated by a person.
         log.warning("telegram group migrated to chat %s", error.migrate_to_chat_id)
-        return DeliveryError(f"{name}: migrated to {error.migrate_to_chat_id}", permanent=True)
+        return Verdict(Outcome.GIVE_UP, f"{name}: migrated to {error.migrate_to_chat_id}")
     if isinstance(error, TelegramBadRequest):
         if "message is not modified" in error.message:
-            return None
-        return DeliveryError(f"{name}: {error.message}", permanent=True)
+            return Verdict(Outcome.DONE)
+        return Verdict(Outcome.GIVE_UP, f"{name}: {error.message}")
     if isinstance(error, TelegramNotFound | TelegramEntityTooLarge):
-        return DeliveryError(f"{name}: {error.message}", permanent=True)
-    if isinstance(error, TelegramAPIError | ClientDecodeError | aiohttp.ClientError
-                  | TimeoutError):
-        # Server errors, network errors, timeouts, a revoked token: worth another try later.
-        return DeliveryError(name)
-    raise error
+        return Verdict(Outcome.GIVE_UP, f"{name}: {error.message}")
+    if isinstance(error, TelegramAPIError | ClientDecodeError):
+        # Server errors, a revoked token: worth another try later.
+        return Verdict(Outcome.RETRY, name)
+    return None

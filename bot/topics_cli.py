@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.cli import Parser, UsageError, load_org, load_settings
+from bot.cli import UsageError, command_group, load_org, load_settings
 from bot.settings import Settings
 from handlers.topics import MIN_SUGGESTIONS, Suggestion
 
@@ -27,8 +27,7 @@ DEFAULT_TOP = 5
 
 
 def add_topics_parser(commands: Any) -> None:
-    topics = commands.add_parser("topics", help="topic suggestion from free Russian text")
-    sub = topics.add_subparsers(dest="topics_command", required=True, parser_class=Parser)
+    sub = command_group(commands, "topics", "topic suggestion from free Russian text")
     suggest = sub.add_parser("suggest", help="suggest topics: one text per line on stdin, "
                                              "one JSON object per line on stdout")
     suggest.add_argument("--text", help="suggest for this one text instead of reading stdin")

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from handlers.capabilities import FALLBACK, Capabilities
 from handlers.clock import Clock
 from handlers.files import FileStore
 from handlers.org import Organisation
@@ -27,7 +28,8 @@ class Services:
     tz: ZoneInfo
     default_locale: str = "ru"
     flood_limit_per_minute: int = 20
-    bot_username: str | None = None
+    # What each messenger can show, by platform (bot/platforms.py describes them).
+    capabilities: dict[str, Capabilities] = field(default_factory=dict)
     # Topic suggestions from free text (handlers/topics); None where nothing suggests.
     topics: TopicSuggester | None = None
     # Called after a commit that queued outbound messages, to wake the sender at once.
@@ -48,6 +50,9 @@ class Services:
     @property
     def calendar(self) -> WorkCalendar:
         return self.org.work_calendar(self.tz)
+
+    def capabilities_of(self, platform: str) -> Capabilities:
+        return self.capabilities.get(platform, FALLBACK)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.analytics.clusters import place_label
 from handlers.context import Services
+from handlers.events import Platform
 from handlers.i18n import translator
 from handlers.outbox import redacted_payload
 from handlers.rules.lifecycle import Action, Actor, Status, check
@@ -380,8 +381,9 @@ async def _erase_accounts(session: AsyncSession, accounts: list[Account], now: d
         platform, user_id, chat_id = account.platform, account.user_id, account.chat_id
         await session.execute(delete(FloodCounter).where(FloodCounter.platform == platform,
                                                          FloodCounter.user_id == user_id))
-        if platform == "vk":
-            # VK events without an event_id are keyed by their peer id (bot/vk.py).
+        if platform == Platform.VK:
+            # Keys of VK events without an event_id spelled out the peer id until they were
+            # hashed (bot/vk_inbound.update_key); older marks may still hold it.
             for kind in ("message_new", "message_event"):
                 await session.execute(delete(ProcessedUpdate).where(
                     ProcessedUpdate.platform == platform,

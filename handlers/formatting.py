@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from handlers.i18n import Translator
 
-TELEGRAM_TEXT_LIMIT = 4096
-SAFE_CHUNK = 3500  # leaves room for a title and markup added by the transport
+# Cards and tables are cut by the core below every messenger's text limit, leaving room for
+# the title and markup a transport adds; a transport cuts again at its own limit if need be.
+SAFE_CHUNK = 3500
 
 
 def local_date(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -27,17 +29,36 @@ def map_link(latitude: float, longitude: float) -> str:
     return f"https://yandex.ru/maps/?pt={longitude:.6f},{latitude:.6f}&z=17&l=map"
 
 
-def split_text(text: str, limit: int = SAFE_CHUNK) -> list[str]:
-    """Split at paragraph, line or word boundaries so that no piece exceeds `limit`."""
+def cut_point(text: str, budget: int, cost: Callable[[str], int] = len) -> tuple[int, int]:
+    """Where the first piece of `text` ends and the next begins, so that the piece's summed
+    per-character `cost` fits `budget`: at a paragraph break, else a line break, else a space
+    in the second half of what fits; else inside a word. Only the separator is dropped, so
+    a monospace layout survives. (len(text), len(text)) when all of it fits."""
+    used = end = 0
+    for char in text:
+        used += cost(char)
+        if used > budget:
+            break
+        end += 1
+    if end == len(text):
+        return end, end
+    window = text[:end + 1]  # a separator just past what fits is a clean cut too
+    for separator in ("\n\n", "\n", " "):
+        at = window.rfind(separator)
+        if at > 0 and at >= end // 2:
+            return at, at + len(separator)
+    end = max(end, 1)  # always progress, even when one character is over the budget
+    return end, end
+
+
+def split_text(text: str, limit: int = SAFE_CHUNK, *,
+               cost: Callable[[str], int] = len) -> list[str]:
+    """The one text splitter, for the core and both transports: pieces of at most `limit`
+    (counted by `cost` per character), cut as `cut_point` says. Empty text is one piece."""
     pieces: list[str] = []
     rest = text
-    while len(rest) > limit:
-        window = rest[:limit]
-        # The strongest boundary that still leaves a reasonably full piece.
-        cut = next((position for separator in ("\n\n", "\n", " ")
-                    if (position := window.rfind(separator)) >= limit // 2), limit)
-        pieces.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    if rest or not pieces:
-        pieces.append(rest)
-    return pieces
+    while rest:
+        end, resume = cut_point(rest, limit, cost)
+        pieces.append(rest[:end])
+        rest = rest[resume:]
+    return pieces or [""]

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from handlers.capabilities import MESSENGERS
 from handlers.rules.calendar import WorkCalendar
 from handlers.rules.deadlines import DEFAULT_POLICIES, DeadlinePolicy, Kind
 from handlers.rules.lifecycle import Status
@@ -166,7 +167,7 @@ METRICS = ("count", "overdue_count", "overdue_share", "median_first_reaction_hou
            "median_answer_hours", "average_rating", "satisfied_share", "reopened_count",
            "open_count")
 STATUSES = frozenset(str(s) for s in Status)
-CHANNELS = ("telegram", "vk", "pos", "incident_management", "sakhalin_online", "smls", "phone",
+CHANNELS = (*MESSENGERS, "pos", "incident_management", "sakhalin_online", "smls", "phone",
             "letter", "visit")
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.analytics.clusters import repeated_problems
 from handlers.analytics.growth import SCOPES, Growth, growth
+from handlers.capabilities import MESSENGERS
 from handlers.context import Services
 from handlers.i18n import Translator
 from handlers.org import CHANNELS
@@ -24,7 +25,6 @@ from storage.models import ItemDayStats as R
 from storage.stats import Period
 
 OPEN = [str(s) for s in OPEN_STATES]
-MESSENGERS = ("telegram", "vk")
 # Answers to the other channels are published by an operator (ПОС, «Сахалин.Онлайн»…): an
 # IN list, so the (channel, answer_published_at) index serves the count.
 PUBLISHED_CHANNELS = tuple(c for c in CHANNELS if c not in MESSENGERS)

@@ -12,6 +12,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import payloads
+from handlers.capabilities import MESSENGERS
 from handlers.citizen.common import main_menu, own_item
 from handlers.citizen.outbound import citizen_chat
 from handlers.context import Services
@@ -27,7 +28,6 @@ from handlers.sweeps import notify_staff_once
 from handlers.turn import Turn
 from storage.models import Item
 
-MESSENGERS = ("telegram", "vk")
 ANSWERS = ("yes", "partly", "no")
 
 

@@ -27,7 +27,6 @@ PREFIX = "r"  # button payloads "r:..."
 STATE_PREFIX = "reg_"
 CONFIRM = "reg_confirm"
 EDIT = "reg_edit"
-BUTTON_MAX = 40  # VK refuses longer button labels
 
 
 def _always(data: dict[str, Any]) -> bool:
@@ -93,8 +92,9 @@ def no_answer(data: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Keyboards
 
-def label(text: str) -> str:
-    return text if len(text) <= BUTTON_MAX else text[:BUTTON_MAX - 1] + "…"
+def label(turn: Turn, text: str) -> str:
+    """A label that the operator's messenger shows whole or cut with an ellipsis."""
+    return turn.services.capabilities_of(turn.event.chat.platform).label(text)
 
 
 def rows_of(buttons: list[Button], width: int = 2) -> list[list[Button]]:
@@ -110,12 +110,12 @@ def skip_row(turn: Turn, key: str = "button.skip") -> list[Button]:
 
 
 def channel_buttons(turn: Turn) -> list[list[Button]]:
-    return rows_of([Button(label(turn.t(f"channel.{c}")), make(PREFIX, "ch", c))
+    return rows_of([Button(label(turn, turn.t(f"channel.{c}")), make(PREFIX, "ch", c))
                     for c in REGISTER_CHANNELS])
 
 
 def kind_buttons(turn: Turn, default: Kind) -> list[list[Button]]:
-    return [[Button(label(("✓ " if kind == default else "") + turn.t(f"kind.{kind}")),
+    return [[Button(label(turn, ("✓ " if kind == default else "") + turn.t(f"kind.{kind}")),
                     make(PREFIX, "kind", kind))] for kind in Kind]
 
 
@@ -123,9 +123,9 @@ def topic_buttons(turn: Turn) -> list[list[Button]]:
     """All topics; the suggestion from the text (if any) pre-selected: first and marked."""
     suggested = suggestion(turn.dialog.data)
     org = turn.services.org
-    first = ([[Button(label("✓ ⭐ " + org.topic_by_id[suggested[0]].label(turn.t.locale)),
+    first = ([[Button(label(turn, "✓ ⭐ " + org.topic_by_id[suggested[0]].label(turn.t.locale)),
                       make(PREFIX, "topic", suggested[0]))]] if suggested else [])
-    return [*first, *rows_of([Button(label(topic.label(turn.t.locale)),
+    return [*first, *rows_of([Button(label(turn, topic.label(turn.t.locale)),
                                      make(PREFIX, "topic", topic.id))
                               for topic in org.topics if not suggested or
                               topic.id != suggested[0]])]

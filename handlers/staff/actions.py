@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from handlers.capabilities import MESSENGERS
 from handlers.citizen.outbound import ask_citizen, deliver_answer, notify_citizen
 from handlers.events import Button, Reply
 from handlers.formatting import local_date
@@ -32,7 +33,6 @@ from handlers.staff.recipients import (
 from handlers.turn import Turn
 from storage.models import Attachment, Item, ItemEvent, Staff, TopicCorrection
 
-MESSENGER_CHANNELS = ("telegram", "vk")
 OFFLINE_CHANNELS = ("phone", "letter", "visit")
 
 
@@ -263,7 +263,7 @@ async def finalize(turn: Turn, staff: Staff, item: Item, text: str) -> None:
         select(Item).where(Item.duplicate_of_id == item.id))).all()
     for duplicate in duplicates:
         await deliver_answer(turn.session, turn.services, item, photos, to_item=duplicate)
-    if item.channel in MESSENGER_CHANNELS:
+    if item.channel in MESSENGERS:
         delivered = await deliver_answer(turn.session, turn.services, item, photos)
         if not delivered:
             await record_note(turn.session, turn.services, item, "answer_undeliverable",
@@ -331,14 +331,15 @@ async def send_for_publication(turn: Turn, item: Item, text: str) -> None:
         turn.send(chat_of(account), Reply(
             t(text_key, number=item.number, system=system,
               external=item.external_number or "—", answer=text),
-            buttons=[[Button(button[:40], make("s", "published", item.id))]]),
+            buttons=[[Button(turn.services.capabilities_of(account.platform).label(button),
+                             make("s", "published", item.id))]]),
             audience="staff", item_id=item.id)
 
 
 async def mark_published(turn: Turn, staff: Staff, item: Item) -> None:
     role = Role(staff.role)
     allowed_roles = (Role.CHAIRMAN, Role.IM_COORDINATOR, Role.OPERATOR)
-    if (role not in allowed_roles or item.channel in MESSENGER_CHANNELS
+    if (role not in allowed_roles or item.channel in MESSENGERS
             or item.status_enum not in (Status.ANSWERED, Status.CLOSED)
             or (role == Role.OPERATOR and item.registered_by_id != staff.id)):
         refuse(staff.id, "publish", item.id)

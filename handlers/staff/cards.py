@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+from handlers.capabilities import MESSENGERS
 from handlers.context import Services
 from handlers.events import Button, Location, OutgoingDocument, OutgoingPhoto, Reply
 from handlers.formatting import local_datetime, map_link, split_text, status_label
@@ -39,7 +40,7 @@ def card_text(services: Services, t: Translator, item: Item, citizen: Citizen | 
         lines.append(t("card.no_answer"))
     if citizen_blocked:
         lines.append(t("card.citizen_blocked"))
-    if item.answer_text and item.channel not in ("telegram", "vk"):
+    if item.answer_text and item.channel not in MESSENGERS:
         key = "card.published" if item.answer_published_at else "card.not_published"
         lines.append(t(key))
     if item.draft_answer_text and item.status == "on_approval":

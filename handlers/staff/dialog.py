@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from handlers import payloads
 from handlers.citizen.dialog import parse_command
-from handlers.events import Button, IncomingDocument, IncomingMessage, Reply
+from handlers.events import Button, IncomingDocument, IncomingMessage, Platform, Reply
 from handlers.formatting import local_date
 from handlers.org import Role
 from handlers.rules.lifecycle import Action
@@ -203,8 +203,9 @@ async def invite_from_chat(turn: Turn, staff: Staff, argument: str) -> None:
         turn.say(f"invite.{error.reason}")
         turn.say("invite.usage")
         return
-    link = (f"https://t.me/{turn.services.bot_username}?start={invite.code}"
-            if turn.services.bot_username else "—")
+    # The invitation names both messengers: Telegram opens the bot by a link.
+    telegram = turn.services.capabilities_of(Platform.TELEGRAM)
+    link = telegram.start_link(invite.code) or "—"
     turn.say("invite.created", code=invite.code, link=link,
              until=local_date(invite.expires_at, turn.services.tz))
 
@@ -354,7 +355,8 @@ async def executor_choice(turn: Turn, item: Item) -> Reply:
                             Staff.revoked_at.is_(None)).order_by(Staff.name, Staff.id))).all()
     if not executors:
         return Reply(turn.t("staff.no_executors"))
-    rows = [[Button((e.name or f"#{e.id}")[:40], payloads.make("s", "assign_to", item.id, e.id))]
+    label = turn.services.capabilities_of(turn.event.chat.platform).label
+    rows = [[Button(label(e.name or f"#{e.id}"), payloads.make("s", "assign_to", item.id, e.id))]
             for e in executors[:20]]
     return Reply(turn.t("staff.choose_executor", number=item.number),
                  buttons=[*rows, cancel_row(turn)])
@@ -362,7 +364,8 @@ async def executor_choice(turn: Turn, item: Item) -> Reply:
 
 def block_choice(turn: Turn, item: Item) -> Reply:
     blocks = [b for b in turn.services.org.blocks if b.id != item.block_id]
-    rows = [[Button(b.title[:40], payloads.make("s", "redirect_to", item.id, b.id))]
+    label = turn.services.capabilities_of(turn.event.chat.platform).label
+    rows = [[Button(label(b.title), payloads.make("s", "redirect_to", item.id, b.id))]
             for b in blocks]
     return Reply(turn.t("staff.choose_block", number=item.number),
                  buttons=[*rows, cancel_row(turn)])
@@ -372,7 +375,8 @@ def topic_choice(turn: Turn, item: Item, block_id: str) -> Reply:
     """The right topic in the target block: a labelled example for the topic suggester.
     Buttons carry the topic's place in the block, not its id, to stay within 64 bytes."""
     org = turn.services.org
-    rows = [[Button(org.topic_by_id[topic].label(turn.t.locale)[:40],
+    label = turn.services.capabilities_of(turn.event.chat.platform).label
+    rows = [[Button(label(org.topic_by_id[topic].label(turn.t.locale)),
                     payloads.make("s", "redirect_to", item.id, block_id, index))]
             for index, topic in enumerate(org.block_by_id[block_id].topics)]
     return Reply(turn.t("staff.choose_topic", number=item.number,
