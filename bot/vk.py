@@ -153,9 +153,10 @@ class VKTransport(Edge):
         if settings.vk_api_url:
             api.API_URL = settings.vk_api_url  # read per request from the instance
         self.api = api
-        # vkbottle logs request data (message texts) at DEBUG: never let them reach the logs.
+        # vkbottle logs request data (message texts, names) at DEBUG: its own level, not the
+        # root's, so that turning on debug logs (mcu -v) never lets them through.
         vk_logger = logging.getLogger("vkbottle")
-        if vk_logger.getEffectiveLevel() < logging.INFO:
+        if vk_logger.level < logging.INFO:
             vk_logger.setLevel(logging.INFO)
 
     async def stop(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from handlers.accounts import Dialog, get_or_create_account
 from handlers.citizen import dialog as citizen_dialog
@@ -16,6 +16,7 @@ from handlers.i18n import translator
 from handlers.outbox import enqueue
 from handlers.staff import dialog as staff_dialog
 from handlers.turn import Turn
+from storage.db import is_transient
 from storage.models import ProcessedUpdate
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,6 @@ log = logging.getLogger(__name__)
 class TemporarilyUnavailable(Exception):
     """The database did not answer (locked past the busy timeout, restarting, unreachable).
     Nothing of the turn was committed: the caller may run the same event again."""
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, OperationalError | OSError | TimeoutError):
-        return True
-    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
 class Core:
@@ -59,7 +54,7 @@ class Core:
                     return Response()
                 reply = Reply(translator(event.language_code)("flood.slow_down"))
                 enqueue(session, event.chat, reply, audience="reply", now=services.now())
-        except SQLAlchemyError as error:
+        except Exception as error:
             if is_transient(error):
                 raise TemporarilyUnavailable from error
             raise
@@ -69,9 +64,11 @@ class Core:
         """One turn. Raises TemporarilyUnavailable when the database did not answer."""
         try:
             return await self._handle(event)
-        except SQLAlchemyError as error:
+        except Exception as error:
             if is_transient(error):
                 raise TemporarilyUnavailable from error
+            if not isinstance(error, SQLAlchemyError):
+                raise
             # A bug, not an outage: nothing of this turn was committed, so nothing stored is
             # lost; the user is told to try again.
             log.exception("database error while handling %s event", event.user.platform)

@@ -27,12 +27,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Executable, func, or_, select, update
 
 from handlers.context import Services
 from handlers.events import DeliveryError, Progress, Reply
 from handlers.outbox import redacted_payload
 from scheduler.limits import RateLimiter
+from storage.db import is_transient
 from storage.models import Account, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ RETRY_WINDOW = timedelta(hours=24)
 CHATS_PER_SWEEP = 500
 ROWS_PER_CHAT = 50
 CONCURRENT_CHATS = 16
+MARK_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8, 15, 15, 15)  # about a minute in all
 # Replies answer the user who just wrote (in a private chat or a group); the rest are
 # notifications nobody asked for at that moment.
 REPLY_AUDIENCES = frozenset({"reply", "group_reply"})
@@ -73,6 +75,10 @@ async def outbox_counts(services: Services, now: datetime) -> OutboxCounts:
         failed = await session.scalar(select(func.count()).where(
             OutboxMessage.status.in_(("failed", "undeliverable"))))
     return OutboxCounts(due or 0, held or 0, failed or 0)
+
+
+class MarkNotWritten(Exception):
+    """A delivery happened, but the database would not record it."""
 
 
 class OutboxSender:
@@ -196,9 +202,8 @@ class OutboxSender:
 
         async def mark(parts: int) -> None:
             row.parts_sent = parts
-            async with self.services.sessions() as session, session.begin():
-                await session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
-                                      .values(parts_sent=parts))
+            await self._write(update(OutboxMessage).where(OutboxMessage.id == row.id)
+                              .values(parts_sent=parts))
 
         progress = Progress(start=row.parts_sent, slot=slot, after_part=mark)
         try:
@@ -206,6 +211,11 @@ class OutboxSender:
                                  dedupe_id=row.id, progress=progress)
         except DeliveryError as error:
             await self._failed(row, now, error)
+            return False
+        except MarkNotWritten:
+            # Delivered, but the database did not take the mark: the row stays claimed, and
+            # after its lease it is sent again from the last mark (at-least-once).
+            log.error("outbox row %s: delivered part not marked (database unavailable)", row.id)
             return False
         except Exception as error:  # a bug or an unexpected library error: retry later
             log.exception("unexpected delivery error for outbox row %s", row.id)
@@ -217,12 +227,30 @@ class OutboxSender:
                                      "payload": redacted_payload()}
         if row.audience in PERSONAL_AUDIENCES:
             values["chat_id"] = ""
-        async with self.services.sessions() as session, session.begin():
-            await session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
-                                  .values(**values))
+        try:
+            await self._write(update(OutboxMessage).where(OutboxMessage.id == row.id)
+                              .values(**values))
+        except MarkNotWritten:
+            log.error("outbox row %s: delivered but not marked (database unavailable)", row.id)
+            return False
         if row.platform in self._degraded:
             await self._recovered(row.platform)
         return True
+
+    async def _write(self, statement: Executable) -> None:
+        """A mark after a delivery, retried while the database is away (SQLite locked past
+        its busy timeout, PostgreSQL restarting): losing it would send the part again."""
+        for delay in (*MARK_RETRY_DELAYS, None):
+            try:
+                async with self.services.sessions() as session, session.begin():
+                    await session.execute(statement)
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                if delay is None:
+                    raise MarkNotWritten from error
+                await asyncio.sleep(delay)
 
     async def _recovered(self, platform: str) -> None:
         """The messenger answers again: rows waiting out their back-off are due now."""
@@ -254,12 +282,13 @@ class OutboxSender:
                 self._degraded.add(row.platform)
         log.warning("delivery of outbox row %s failed (%s): %s", row.id,
                     values.get("status", "will retry"), error)
-        async with self.services.sessions() as session, session.begin():
-            await session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
-                                  .values(**values))
+        try:
+            await self._write(update(OutboxMessage).where(OutboxMessage.id == row.id)
+                              .values(**values))
             if error.blocked:
                 # The citizen blocked the bot: remember it, so staff see it on the card.
-                await session.execute(
-                    update(Account).where(Account.platform == row.platform,
-                                          Account.chat_id == row.chat_id)
-                    .values(blocked_bot_at=now))
+                await self._write(update(Account).where(Account.platform == row.platform,
+                                                        Account.chat_id == row.chat_id)
+                                  .values(blocked_bot_at=now))
+        except MarkNotWritten:  # the claim expires and the row is tried again
+            log.error("outbox row %s: failure not recorded (database unavailable)", row.id)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -126,3 +127,24 @@ async def scrub_freed_pages(engine: AsyncEngine) -> None:
     busy, _, _ = await asyncio.to_thread(checkpoint)
     if busy:
         log.warning("the write-ahead log was busy; old pages leave it at a later checkpoint")
+
+
+# asyncpg raises these itself (not wrapped) while a server restarts or a connection drops.
+_DRIVER_OUTAGES = frozenset({"CannotConnectNowError", "ConnectionDoesNotExistError",
+                             "ConnectionFailureError", "InterfaceError",
+                             "InternalClientError", "TooManyConnectionsError"})
+
+
+def is_transient(error: BaseException, depth: int = 0) -> bool:
+    """The database did not answer (locked past the busy timeout, restarting, unreachable),
+    as opposed to a bug: the same work may simply be tried again. SQLAlchemy wraps the
+    driver's error, which may wrap another: the chain of causes is looked at too."""
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if type(error).__module__.startswith("asyncpg") and type(error).__name__ in _DRIVER_OUTAGES:
+        return True
+    cause = error.__cause__ or error.__context__
+    return cause is not None and depth < 5 and is_transient(cause, depth + 1)
+

@@ -396,5 +396,5 @@ async def test_probe_texts_in_logs(chain: Chain, caplog: pytest.LogCaptureFixtur
                "Дом 12", "Уточните номер дома"]
     leaks = sorted({(r.name, r.levelname, s) for r in caplog.records for s in secrets
                     if s in r.getMessage() or s in str(r.args or "")})
-    assert len(caplog.records) > 20  # the probe did watch the logs
+    assert len(caplog.records) > 5  # the probe did watch the logs
     assert leaks == [], ({name for name, _, _ in leaks}, leaks[:5])
