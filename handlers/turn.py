@@ -9,9 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.accounts import Dialog
 from handlers.context import Services
-from handlers.events import ButtonPress, ChatRef, Event, IncomingMessage, Reply
+from handlers.events import ButtonPress, Event, IncomingMessage, Reply
 from handlers.i18n import Translator
-from handlers.outbox import enqueue
 from storage.models import Account
 
 
@@ -23,7 +22,6 @@ class Turn:
     account: Account
     dialog: Dialog
     t: Translator
-    queued: int = 0
     notice: str | None = None
     replies: list[Reply] = field(default_factory=list)
     # Files written during the turn are removed if it rolls back; deletions wait for the
@@ -58,9 +56,3 @@ class Turn:
     def delete_file_after_commit(self, path: str) -> None:
         self.files_to_delete.append(path)
 
-    def send(self, chat: ChatRef, reply: Reply, *, audience: str, item_id: int | None = None,
-             not_before: datetime | None = None) -> None:
-        """Queue a message to somebody else, committed together with this turn."""
-        enqueue(self.session, chat, reply, audience=audience, now=self.now, item_id=item_id,
-                not_before=not_before)
-        self.queued += 1

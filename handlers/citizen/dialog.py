@@ -6,7 +6,6 @@ from sqlalchemy import select
 
 from handlers import payloads
 from handlers.accounts import active_consent
-from handlers.analytics.clusters import after_registration
 from handlers.citizen import polls, privacy
 from handlers.citizen.common import (
     MAX_PHOTOS,
@@ -28,10 +27,10 @@ from handlers.citizen.topic_choice import (
 from handlers.context import PRIVACY_POLICY_VERSION
 from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date, map_link
-from handlers.items import NewItem, register_item
+from handlers.items import NewItem
+from handlers.registration import register
 from handlers.rules.deadlines import Kind
 from handlers.rules.lifecycle import OPEN_STATES, Actor
-from handlers.staff.notify import notify_new_item
 from handlers.turn import Turn
 from storage.models import Attachment, Citizen, Consent
 
@@ -530,15 +529,13 @@ async def submit_report(turn: Turn) -> None:
     data = turn.dialog.data
     now = turn.now
     suggested, score = best_suggestion(data)
-    item = await register_item(turn.session, turn.services, NewItem(
+    item = await register(turn.session, turn.services, NewItem(
         kind=Kind.MESSAGE, channel=str(turn.account.platform), topic=data["topic"],
         text=data["text"], received_at=now, citizen_id=turn.account.citizen_id,
         reply_account_id=turn.account.id, address=data.get("address"),
         latitude=data.get("lat"), longitude=data.get("lon"),
         attachment_ids=tuple(data.get("photos", [])), suggested_topic=suggested,
         suggestion_score=score), Actor.CITIZEN)
-    await notify_new_item(turn, item)
-    await after_registration(turn, item)
     turn.dialog.reset(now)
     # Make sure the notification is durable before the citizen hears anything.
     await turn.session.flush()

@@ -18,8 +18,8 @@ from handlers.context import Services
 from handlers.events import Button, Reply
 from handlers.formatting import local_date
 from handlers.items import record_note, transition
+from handlers.messaging import queue
 from handlers.org import Role
-from handlers.outbox import enqueue
 from handlers.rules.deadlines import working_day_deadline
 from handlers.rules.lifecycle import Action, Actor, Status
 from handlers.staff.recipients import block_leader_ids, staff_ids_with_role
@@ -116,8 +116,8 @@ async def _send(session: AsyncSession, services: Services, item: Item, now: date
     if target is None:
         return 0
     chat, t = target
-    enqueue(session, chat, poll_reply(t, item, reminder=reminder), audience="citizen", now=now,
-            item_id=item.id)
+    await queue(session, services, chat, poll_reply(t, item, reminder=reminder),
+                audience="citizen", item_id=item.id, now=now)
     return 1
 
 
@@ -211,7 +211,7 @@ async def reopen(turn: Turn, main: Item, answered: Item, reason: str) -> None:
                                            services.org.reopen.answer_working_days)
     leaders = await block_leader_ids(turn.session, services.org, main.block_id)
     chairmen = await staff_ids_with_role(turn.session, Role.CHAIRMAN)
-    turn.queued += await notify_staff_once(
+    await notify_staff_once(
         turn.session, services, list(dict.fromkeys([*leaders, *chairmen])), main,
         f"reopen:{main.id}:{main.reopened_count}", "poll.reopened_staff", turn.now,
         reason=reason, due=local_date(main.answer_due, services.tz))

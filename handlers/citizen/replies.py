@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
 
 from handlers.citizen.common import TEXT_MAX, main_menu, own_item, store_photos
 from handlers.events import IncomingMessage, Reply
 from handlers.items import record_note, transition
+from handlers.messaging import notice, tell
 from handlers.rules.lifecycle import OPEN_STATES, Action, Actor, Status
-from handlers.staff.notify import tell_staff
 from handlers.staff.recipients import assignee_ids
 from handlers.turn import Turn
 from storage.models import Attachment, ItemEvent
@@ -59,8 +61,9 @@ async def apply_clarification(turn: Turn, message: IncomingMessage) -> None:
     # The reply goes back to whoever asked, or to the assignee when the asker left.
     targets = [asked.actor_staff_id] if asked and asked.actor_staff_id else []
     targets = targets or await assignee_ids(turn.session, turn.services.org, item)
-    await tell_staff(turn, targets, "staff.clarification_received", item, photos=photos,
-                     number=item.number, text=text or "—")
+    await tell(turn.session, turn.services, targets, notice(
+        "staff.clarification_received", photos=paths(turn, photos), number=item.number,
+        text=text or "—"), item_id=item.id)
     turn.dialog.reset(turn.now)
     turn.reply(Reply(turn.t("clarify.thanks", number=item.number), menu=main_menu(turn)))
 
@@ -78,7 +81,12 @@ async def apply_comment(turn: Turn, message: IncomingMessage) -> None:
     await record_note(turn.session, turn.services, item, "citizen_comment", Actor.CITIZEN,
                       comment=text or None, account_id=turn.account.id)
     targets = await assignee_ids(turn.session, turn.services.org, item)
-    await tell_staff(turn, targets, "staff.comment_received", item, photos=photos,
-                     number=item.number, text=text or "—")
+    await tell(turn.session, turn.services, targets, notice(
+        "staff.comment_received", photos=paths(turn, photos), number=item.number,
+        text=text or "—"), item_id=item.id)
     turn.dialog.reset(turn.now)
     turn.reply(Reply(turn.t("item.comment.sent", number=item.number), menu=main_menu(turn)))
+
+
+def paths(turn: Turn, photos: list[Attachment]) -> list[Path]:
+    return [turn.services.files.path(photo.path) for photo in photos]

@@ -12,11 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from handlers.analytics.clusters import after_registration
 from handlers.citizen.common import MAX_PHOTOS, TEXT_MAX, TEXT_MIN, store_photos
 from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_datetime
-from handlers.items import NewItem, register_item
+from handlers.items import NewItem
 from handlers.operator import fields
 from handlers.operator.fields import REGISTER_CHANNELS, existing_item_number
 from handlers.operator.register_steps import (
@@ -34,10 +33,10 @@ from handlers.operator.register_steps import (
 )
 from handlers.org import Role
 from handlers.payloads import make
+from handlers.registration import register
 from handlers.rules.deadlines import Kind
 from handlers.staff.authz import actor_of
 from handlers.staff.features import FEATURES, Feature
-from handlers.staff.notify import notify_new_item
 from handlers.topics import suggest_now
 from handlers.turn import Turn
 from storage.models import Attachment, Citizen, Staff
@@ -279,7 +278,7 @@ async def submit(turn: Turn, staff: Staff) -> None:
         return
     try:
         async with turn.session.begin_nested():
-            item = await register_item(turn.session, turn.services, NewItem(
+            item = await register(turn.session, turn.services, NewItem(
                 kind=Kind(data["kind"]), channel=channel, topic=data["topic"], text=data["text"],
                 received_at=datetime.fromisoformat(data["received"]), registered_at=turn.now,
                 citizen_id=await citizen_id(turn, data), external_number=external,
@@ -293,8 +292,6 @@ async def submit(turn: Turn, staff: Staff) -> None:
         await unique_external(turn, channel, external or "")
         ask_again(turn, "external")
         return
-    await notify_new_item(turn, item)
-    await after_registration(turn, item)  # repeated problems: the same as a citizen's report
     turn.dialog.reset(turn.now)
     t, org, tz = turn.t, turn.services.org, turn.services.tz
     lines = [t("card.block", block=org.block_by_id[item.block_id].title),

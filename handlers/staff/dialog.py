@@ -210,7 +210,8 @@ async def invite_from_chat(turn: Turn, staff: Staff, argument: str) -> None:
 
 
 async def show_card(turn: Turn, staff: Staff, item: Item) -> None:
-    for reply in await card_for(turn, item, turn.account, staff, card_buttons):
+    for reply in await card_for(turn.session, turn.services, item, turn.account, staff,
+                                card_buttons):
         turn.reply(reply)
 
 
@@ -272,21 +273,22 @@ async def on_item_button(turn: Turn, staff: Staff, item: Item, op: str, rest: li
     if op == "card":
         await show_card(turn, staff, item)
     elif op == "take":
-        await actions.take(turn, staff, item)
+        await actions.take(turn.session, turn.services, staff, item)
         turn.say("staff.taken", number=item.number)
         actions_reply(turn, staff, item)
     elif op == "assign":
-        actions.require(turn, staff, item, Action.DELEGATE)
+        actions.require(staff, item, Action.DELEGATE)
         turn.reply(await executor_choice(turn, item))
     elif op == "assign_to":
-        executor = await actions.delegate(turn, staff, item, payloads.int_arg(rest, 0) or 0)
+        executor = await actions.delegate(turn.session, turn.services, staff, item,
+                                          payloads.int_arg(rest, 0) or 0)
         turn.say("staff.delegated", number=item.number, name=executor.name or f"#{executor.id}")
         actions_reply(turn, staff, item)
     elif op == "redirect":
-        actions.require(turn, staff, item, Action.REDIRECT)
+        actions.require(staff, item, Action.REDIRECT)
         turn.reply(block_choice(turn, item))
     elif op == "redirect_to":
-        actions.require(turn, staff, item, Action.REDIRECT)
+        actions.require(staff, item, Action.REDIRECT)
         block = rest[0] if rest else ""
         if block not in turn.services.org.block_by_id or block == item.block_id:
             raise Refused("staff.redirect_bad_block")
@@ -298,22 +300,22 @@ async def on_item_button(turn: Turn, staff: Staff, item: Item, op: str, rest: li
         topic = topics[index] if index is not None and 0 <= index < len(topics) else ""
         await expect_text(turn, "redirect", item, f"{block}/{topic}" if topic else block)
     elif op == "extend":
-        actions.require(turn, staff, item, Action.EXTEND)
+        actions.require(staff, item, Action.EXTEND)
         if item.kind == "appeal":
             if item.extension_count >= 1:
                 raise Refused("staff.extend_once")
             await expect_text(turn, "extend", item, "")
         else:
-            options = actions.extension_options(turn, item)
+            options = actions.extension_options(turn.services, item)
             if not options:
                 raise Refused("staff.extend_limit")
             turn.reply(Reply(t("staff.extend_choose_days", number=item.number), buttons=[
                 [Button(t("staff.extend_days", days=d), payloads.make("s", "extend_by", item.id, d))
                  for d in options], cancel_row(turn)]))
     elif op == "extend_by":
-        actions.require(turn, staff, item, Action.EXTEND)
+        actions.require(staff, item, Action.EXTEND)
         days = payloads.int_arg(rest, 0)
-        if days not in actions.extension_options(turn, item):
+        if days not in actions.extension_options(turn.services, item):
             raise Refused("staff.extend_limit")
         await expect_text(turn, "extend", item, str(days))
     elif op in ("ask", "outside", "answer", "remark", "rework", "duplicate"):
@@ -323,15 +325,15 @@ async def on_item_button(turn: Turn, staff: Staff, item: Item, op: str, rest: li
                   "remark": Action.RETURN_WITH_REMARK,
                   "rework": Action.RETURN_FOR_REWORK,
                   "duplicate": Action.MARK_DUPLICATE}[op]
-        actions.require(turn, staff, item, action)
+        actions.require(staff, item, action)
         if op == "ask" and item.reply_account_id is None:
             raise Refused("staff.citizen_unreachable")
         await expect_text(turn, op, item, "")
     elif op == "approve":
-        outcome = await actions.approve(turn, staff, item)
+        outcome = await actions.approve(turn.session, turn.services, staff, item)
         turn.say(f"staff.approve_{outcome}", number=item.number)
     elif op == "published":
-        await actions.mark_published(turn, staff, item)
+        await actions.mark_published(turn.session, turn.services, staff, item)
         turn.say("staff.published", number=item.number)
     else:
         raise Refused("button.stale_long")
@@ -467,31 +469,32 @@ async def apply_input(turn: Turn, staff: Staff, item: Item, op: str, arg: str, t
     number = item.number
     if op == "redirect":
         block, _, topic = arg.partition("/")  # "block" or "block/topic"
-        await actions.redirect(turn, staff, item, block, text, topic or None)
+        await actions.redirect(turn.session, turn.services, staff, item, block, text, topic or None)
         turn.say("staff.redirected", number=number,
                  block=turn.services.org.block_by_id[block].title)
     elif op == "ask":
-        await actions.ask(turn, staff, item, text)
+        await actions.ask(turn.session, turn.services, staff, item, text)
         turn.say("staff.question_sent", number=number)
     elif op == "extend":
-        due = await actions.extend(turn, staff, item, text, int(arg) if arg else None)
+        due = await actions.extend(turn.session, turn.services, staff, item, text,
+                                   int(arg) if arg else None)
         turn.say("staff.extended", number=number, due=local_date(due, turn.services.tz))
     elif op == "outside":
-        await actions.forward_outside(turn, staff, item, text)
+        await actions.forward_outside(turn.session, turn.services, staff, item, text)
         turn.say("staff.forwarded", number=number)
     elif op == "answer":
         photos = list((await turn.session.scalars(
             select(Attachment).where(Attachment.id.in_(photo_ids)))).all()) if photo_ids else []
-        outcome = await actions.answer(turn, staff, item, text, photos)
+        outcome = await actions.answer(turn.session, turn.services, staff, item, text, photos)
         turn.say(f"staff.answer_{outcome}", number=number)
     elif op == "remark":
-        await actions.return_with_remark(turn, staff, item, text)
+        await actions.return_with_remark(turn.session, turn.services, staff, item, text)
         turn.say("staff.remark_sent", number=number)
     elif op == "rework":
-        await actions.return_for_rework(turn, staff, item, text)
+        await actions.return_for_rework(turn.session, turn.services, staff, item, text)
         turn.say("staff.rework_sent", number=number)
     elif op == "duplicate":
-        main = await actions.mark_duplicate(turn, staff, item, text)
+        main = await actions.mark_duplicate(turn.session, turn.services, staff, item, text)
         turn.say("staff.duplicate_marked", number=number, main=main.number)
     else:
         raise Refused("button.stale_long")
