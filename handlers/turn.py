@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from handlers.accounts import Dialog
 from handlers.context import Services
 from handlers.events import ButtonPress, Event, IncomingMessage, Reply
 from handlers.i18n import Translator
+from handlers.prepare import Prepared
 from storage.models import Account
 
 
@@ -24,11 +26,16 @@ class Turn:
     t: Translator
     notice: str | None = None
     replies: list[Reply] = field(default_factory=list)
-    # Files written during the turn are removed if it rolls back; deletions wait for the
-    # commit, so a failed turn never loses a file that the database still points to.
     keep_out_of_outbox: bool = False  # only after an erasure: see citizen.privacy.forget
-    saved_files: list[str] = field(default_factory=list)
+    # Files written before the turn (handlers/prepare): the ones the turn keeps are listed in
+    # `kept`; the core removes the others after the commit, and all of them after a rollback.
+    # Deletions wait for the commit, so a failed turn never loses a file still referenced.
+    prepared: Prepared = field(default_factory=Prepared)
+    kept: set[str] = field(default_factory=set)
     files_to_delete: list[str] = field(default_factory=list)
+    # Slow renders (charts, spreadsheets) run after the commit, off the event loop; their
+    # replies are queued after this turn's, so the chat sees them in order.
+    renders: list[Callable[[], Awaitable[list[Reply]]]] = field(default_factory=list)
 
     @property
     def now(self) -> datetime:
@@ -48,10 +55,11 @@ class Turn:
     def say(self, key: str, **values: object) -> None:
         self.replies.append(Reply(self.t(key, **values)))
 
-    def save_file(self, data: bytes, mime: str, filename: str | None = None) -> str:
-        path = self.services.files.save(data, mime, self.now, filename)
-        self.saved_files.append(path)
-        return path
+    def reply_later(self, render: Callable[[], Awaitable[list[Reply]]]) -> None:
+        self.renders.append(render)
+
+    def keep_prepared(self, path: str) -> None:
+        self.kept.add(path)
 
     def delete_file_after_commit(self, path: str) -> None:
         self.files_to_delete.append(path)

@@ -157,11 +157,15 @@ async def show_result(turn: Turn, staff: Staff, section: Section, period: Period
     for i, piece in enumerate(split_text(table_text(report, t))):
         turn.reply(Reply(piece, title=title if i == 0 else None, monospace=True))
     path = new_report_path(turn, ".png")
-    await asyncio.to_thread(_locked, render_chart, report, t, path)
-    turn.reply(Reply("", photos=[OutgoingPhoto(path, caption=title)]))
-    turn.reply(Reply(t("stats.result_footer", filters=report.filters,
-                       legend=legend_text(report, t)),
-                     buttons=result_buttons(turn, report, excel=True)))
+    footer = Reply(t("stats.result_footer", filters=report.filters,
+                     legend=legend_text(report, t)),
+                   buttons=result_buttons(turn, report, excel=True))
+
+    async def chart() -> list[Reply]:  # after the commit, in a thread
+        await asyncio.to_thread(_locked, render_chart, report, t, path)
+        return [Reply("", photos=[OutgoingPhoto(path, caption=title)]), footer]
+
+    turn.reply_later(chart)
 
 
 def result_buttons(turn: Turn, report: Report, *, excel: bool) -> list[list[Button]]:
@@ -178,11 +182,14 @@ def result_buttons(turn: Turn, report: Report, *, excel: bool) -> list[list[Butt
 
 async def send_excel(turn: Turn, staff: Staff, section: Section, period: Period) -> None:
     report = await report_for(turn, staff, section, period)
-    path = new_report_path(turn, ".xlsx")
-    await asyncio.to_thread(_locked, write_xlsx, report, turn.t, path)
-    turn.reply(Reply(turn.t("stats.excel_caption", section=report.title,
-                            period=report.period_text),
-                     document=OutgoingDocument(path, f"{report.file_stem}.xlsx")))
+    path, t = new_report_path(turn, ".xlsx"), turn.t
+
+    async def spreadsheet() -> list[Reply]:  # after the commit, in a thread
+        await asyncio.to_thread(_locked, write_xlsx, report, t, path)
+        return [Reply(t("stats.excel_caption", section=report.title, period=report.period_text),
+                      document=OutgoingDocument(path, f"{report.file_stem}.xlsx"))]
+
+    turn.reply_later(spreadsheet)
 
 
 def _locked(render: Callable[[Report, Translator, Path], Path], report: Report, t: Translator,

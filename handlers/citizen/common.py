@@ -26,11 +26,12 @@ async def store_photos(turn: Turn, message: IncomingMessage) -> int:
     """Keep up to MAX_PHOTOS photos; returns how many were refused over the limit."""
     photos: list[int] = list(turn.dialog.data.get("photos", []))
     refused = 0
-    for photo in message.photos:
+    # Written to disk before the turn's transaction (handlers/prepare), in this order.
+    for photo, path in zip(message.photos, turn.prepared.photo_paths, strict=True):
         if len(photos) >= MAX_PHOTOS:
             refused += 1
             continue
-        path = turn.save_file(photo.data, photo.mime)
+        turn.keep_prepared(path)
         attachment = Attachment(
             purpose="report", kind="photo", path=path, mime=photo.mime, size=len(photo.data),
             width=photo.width, height=photo.height, source_platform=str(turn.account.platform),

@@ -8,12 +8,14 @@ from sqlalchemy import select
 
 from handlers import payloads
 from handlers.citizen.dialog import parse_command
-from handlers.events import Button, IncomingDocument, IncomingMessage, Reply
+from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date
 from handlers.org import Role
+from handlers.prepare import DOCUMENT_MAX_BYTES
 from handlers.rules.lifecycle import Action
 from handlers.staff import actions, feature_modules, features
 from handlers.staff.actions import Refused
+from handlers.staff.answer_files import ANSWER_INPUT, store_document
 from handlers.staff.authz import can_do, can_see, refuse
 from handlers.staff.buttons import card_buttons
 from handlers.staff.invites import InviteError, create_invite, redeem_invite
@@ -23,7 +25,6 @@ from handlers.turn import Turn
 from storage.models import Attachment, GroupBinding, Item, Staff
 
 ANSWER_MAX = 4000
-DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
 log = logging.getLogger(__name__)
 # Inputs that need a typed text after a button: the state remembers what it is for.
 TEXT_INPUTS = {"redirect": "staff.ask_redirect_reason", "ask": "staff.ask_question",
@@ -137,7 +138,7 @@ async def on_message(turn: Turn, staff: Staff, message: IncomingMessage, command
     if text in t.all_variants("staff.menu.help"):
         turn.reply(Reply(t(f"help.staff.{staff.role}"), menu=staff_menu(turn)))
         return
-    if turn.dialog.state == "staff_input":
+    if turn.dialog.state == ANSWER_INPUT:
         await on_input(turn, staff, message)
         return
     feature = features.by_state(turn.dialog.state)
@@ -382,14 +383,14 @@ def topic_choice(turn: Turn, item: Item, block_id: str) -> Reply:
 
 
 async def expect_text(turn: Turn, op: str, item: Item, arg: str) -> None:
-    turn.dialog.set("staff_input", {"op": op, "item_id": item.id, "arg": arg, "photos": []},
+    turn.dialog.set(ANSWER_INPUT, {"op": op, "item_id": item.id, "arg": arg, "photos": []},
                     now=turn.now)
     turn.reply(Reply(turn.t(TEXT_INPUTS[op], number=item.number), buttons=[cancel_row(turn)]))
 
 
 async def drop_input(turn: Turn) -> None:
     # A feature's dialog (e.g. /register) keeps its unsent photos under the same key.
-    owned = turn.dialog.state == "staff_input" or features.by_state(turn.dialog.state) is not None
+    owned = turn.dialog.state == ANSWER_INPUT or features.by_state(turn.dialog.state) is not None
     photo_ids = turn.dialog.data.get("photos", []) if owned else []
     if photo_ids:
         rows = (await turn.session.scalars(select(Attachment).where(
@@ -416,7 +417,7 @@ async def on_input(turn: Turn, staff: Staff, message: IncomingMessage) -> None:
         await store_photos(turn, message)
         kept = True
     if op == "answer" and message.document is not None:
-        problem = await store_document(turn, message.document)
+        problem = await store_document(turn)
         if problem:
             turn.say(problem, max=DOCUMENT_MAX_BYTES // (1024 * 1024))
             return
@@ -439,29 +440,6 @@ async def on_input(turn: Turn, staff: Staff, message: IncomingMessage) -> None:
     turn.dialog.reset(turn.now)
     if can_see(staff, item):
         actions_reply(turn, staff, item)
-
-
-async def store_document(turn: Turn, document: IncomingDocument) -> str | None:
-    """Keep a file for the answer; returns the text key of the problem, if any."""
-    if document.size is not None and document.size > DOCUMENT_MAX_BYTES:
-        return "staff.document_too_large"
-    try:
-        data = await document.fetch()
-    except Exception as error:  # the transport's download failed: say so, keep the dialog
-        log.warning("document download failed: %s", type(error).__name__)
-        return "staff.document_failed"
-    if not data:
-        return "staff.document_failed"
-    if len(data) > DOCUMENT_MAX_BYTES:
-        return "staff.document_too_large"
-    path = turn.save_file(data, document.mime, document.filename)
-    attachment = Attachment(purpose="answer", kind="document", path=path, mime=document.mime,
-                            size=len(data), filename=document.filename[:255],
-                            source_platform=str(turn.account.platform), created_at=turn.now)
-    turn.session.add(attachment)
-    await turn.session.flush()
-    turn.dialog.update(turn.now, photos=[*turn.dialog.data.get("photos", []), attachment.id])
-    return None
 
 
 async def apply_input(turn: Turn, staff: Staff, item: Item, op: str, arg: str, text: str,
