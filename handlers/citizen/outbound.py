@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import payloads
-from handlers.accounts import Dialog
+from handlers.accounts import IDLE, Dialog
+from handlers.citizen.payloads import AnswerQuestion
+from handlers.citizen.states import ItemState
 from handlers.context import Services
 from handlers.events import Button, ChatRef, OutgoingDocument, OutgoingPhoto, Platform, Reply
 from handlers.i18n import Translator, translator
@@ -43,13 +44,13 @@ async def ask_citizen(session: AsyncSession, services: Services, item: Item,
     reply = Reply(t("clarify.question", number=item.number, question=question),
                   title=t("clarify.question.title", number=item.number),
                   buttons=[[Button(t("button.answer_question"),
-                                   payloads.make("clarify", item.id))]])
+                                   AnswerQuestion(item.id).pack())]])
     await _queue(session, services, chat, reply, item)
     # An idle citizen's next message becomes the clarification; one in the middle of another
     # dialog keeps it and answers with the button.
     dialog = await Dialog.load(session, item.reply_account_id, services.now())
-    if dialog.state == "idle":
-        dialog.set("clarify", {"item_id": item.id}, now=services.now())
+    if dialog.state == IDLE:
+        dialog.set(ItemState.CLARIFY, {"item_id": item.id}, now=services.now())
     return True
 
 

@@ -11,6 +11,7 @@ from handlers.citizen.dialog import parse_command
 from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date
 from handlers.org import Role
+from handlers.payloads import Lang, Locale
 from handlers.prepare import DOCUMENT_MAX_BYTES
 from handlers.rules.lifecycle import Action
 from handlers.staff import actions, feature_modules, features
@@ -179,9 +180,8 @@ async def on_command(turn: Turn, staff: Staff, command: str, argument: str) -> N
     elif command == "invite":
         await invite_from_chat(turn, staff, argument)
     elif command == "lang":
-        turn.reply(Reply(t("lang.choose"), buttons=[[
-            Button("Русский", payloads.make("lang", "ru")),
-            Button("English", payloads.make("lang", "en"))]]))
+        turn.reply(Reply(t("lang.choose"), buttons=[[Button("Русский", Lang(Locale.RU).pack()),
+                                                     Button("English", Lang(Locale.EN).pack())]]))
     else:
         turn.say("command.unknown", command="/" + command)
 
@@ -229,12 +229,13 @@ async def load_item(turn: Turn, staff: Staff, item_id: int | None) -> Item | Non
 async def on_button(turn: Turn, staff: Staff) -> None:
     press = turn.press
     assert press is not None
-    verb, args = payloads.parse(press.payload)
-    if verb == "lang" and args and args[0] in ("ru", "en"):
-        turn.account.locale = args[0]
-        turn.t = type(turn.t)(args[0])
+    language = Lang.unpack(press.payload)
+    if language is not None:
+        turn.account.locale = language.locale.value
+        turn.t = type(turn.t)(language.locale.value)
         turn.reply(Reply(turn.t("lang.changed"), menu=staff_menu(turn)))
         return
+    verb, args = payloads.parse(press.payload)
     feature = features.by_payload(verb)
     if feature is not None:
         if Role(staff.role) not in feature.roles:
