@@ -48,3 +48,18 @@ def test_a_payload_longer_than_telegram_allows_fails_where_it_is_built() -> None
 def test_every_topic_button_fits(services) -> None:
     for topic in services.org.topics:
         assert len(ChooseTopic(topic.id).pack().encode()) <= MAX_BYTES
+
+
+def test_staff_buttons_fit_and_old_cards_still_read(services) -> None:
+    from handlers.staff import dialog as staff_dialog
+    from handlers.staff.payloads import CardAction, CardOp, RedirectTo, TaskFilter, Tasks
+
+    for block in services.org.blocks:
+        for index in range(len(block.topics)):
+            assert len(RedirectTo(MAX_INT, block.id, index).pack().encode()) <= MAX_BYTES
+    kinds = payload_kinds(staff_dialog.ROUTERS)
+    assert unpack_any("s:take:12", kinds) == CardAction(CardOp.TAKE, 12)
+    assert unpack_any("s:tasks:overdue:2", kinds) == Tasks(TaskFilter.OVERDUE, 2)
+    assert unpack_any("s:redirect_to:3:housing", kinds) == RedirectTo(3, "housing")
+    for raw in ("s:take:abc", "s", "s:fly:1", "s:take:1:2", "s:tasks:all:-1"):
+        assert unpack_any(raw, kinds) is None

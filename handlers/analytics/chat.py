@@ -35,6 +35,7 @@ from handlers.i18n import Translator
 from handlers.org import Section
 from handlers.staff.authz import refuse
 from handlers.staff.features import FEATURES, Feature
+from handlers.staff.payloads import CancelInput
 from handlers.turn import Turn
 from storage.models import Staff
 from storage.stats import Period
@@ -117,7 +118,7 @@ def stale(turn: Turn, staff: Staff, args: list[str]) -> None:
 
 def ask_dates(turn: Turn) -> Reply:
     return Reply(turn.t("stats.ask_dates"), buttons=[[
-        Button(turn.t("button.cancel"), payloads.make("s", "cancel"))]])
+        Button(turn.t("button.cancel"), CancelInput().pack())]])
 
 
 async def on_message(turn: Turn, staff: Staff, message: IncomingMessage) -> None:

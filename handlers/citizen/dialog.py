@@ -6,14 +6,7 @@ from sqlalchemy import select
 
 from handlers.accounts import active_consent
 from handlers.citizen import my_items, polls, privacy
-from handlers.citizen.common import (
-    MAX_PHOTOS,
-    TEXT_MAX,
-    TEXT_MIN,
-    main_menu,
-    menu_reply,
-    store_photos,
-)
+from handlers.citizen.common import main_menu, menu_reply
 from handlers.citizen.items_view import items_list
 from handlers.citizen.my_items import clarify_prompt, comment_prompt
 from handlers.citizen.payloads import (
@@ -38,11 +31,14 @@ from handlers.citizen.topic_choice import (
     remember_suggestions,
     topic_screen,
 )
+from handlers.commands import parse_command
 from handlers.context import PRIVACY_POLICY_VERSION
 from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date, map_link
 from handlers.items import NewItem
+from handlers.limits import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
 from handlers.payloads import Lang, Locale, Payload, unpack_any
+from handlers.photos import store_photos
 from handlers.registration import register
 from handlers.routing import Router, dispatch, payload_kinds
 from handlers.rules.deadlines import Kind
@@ -188,13 +184,6 @@ async def handle(turn: Turn) -> None:
     if text and await on_menu_text(turn, text):
         return
     await on_content(turn, message)
-
-
-def parse_command(text: str) -> str | None:
-    if not text.startswith("/") or len(text) < 2:
-        return None
-    word = text.split(maxsplit=1)[0][1:]
-    return word.split("@", 1)[0].lower()
 
 
 async def on_command(turn: Turn, command: str, consented: bool) -> None:

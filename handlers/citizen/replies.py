@@ -6,10 +6,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from handlers.citizen.common import TEXT_MAX, main_menu, own_item, store_photos
+from handlers.citizen.common import main_menu, own_item
 from handlers.events import IncomingMessage, Reply
 from handlers.items import record_note, transition
+from handlers.limits import TEXT_MAX
 from handlers.messaging import notice, tell
+from handlers.photos import store_photos
 from handlers.rules.lifecycle import OPEN_STATES, Action, Actor, Status
 from handlers.staff.recipients import assignee_ids
 from handlers.turn import Turn

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from handlers.citizen.common import MAX_PHOTOS, TEXT_MAX, TEXT_MIN, store_photos
 from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_datetime
 from handlers.items import NewItem
+from handlers.limits import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
 from handlers.operator import fields
 from handlers.operator.fields import REGISTER_CHANNELS, existing_item_number
 from handlers.operator.register_steps import (
@@ -32,11 +32,12 @@ from handlers.operator.register_steps import (
     suggestion,
 )
 from handlers.org import Role
-from handlers.payloads import make
+from handlers.photos import store_photos
 from handlers.registration import register
 from handlers.rules.deadlines import Kind
 from handlers.staff.authz import actor_of
 from handlers.staff.features import FEATURES, Feature
+from handlers.staff.payloads import CardAction, CardOp
 from handlers.topics import suggest_now
 from handlers.turn import Turn
 from storage.models import Attachment, Citizen, Staff
@@ -300,7 +301,8 @@ async def submit(turn: Turn, staff: Staff) -> None:
         lines.append(t("card.no_answer"))
     lines.append(t("register.done_hint"))
     turn.reply(Reply("\n".join(lines), title=t("register.done.title", number=item.number),
-                     buttons=[[Button(t("register.button_card"), make("s", "card", item.id))]]))
+                     buttons=[[Button(t("register.button_card"),
+                                      CardAction(CardOp.CARD, item.id).pack())]]))
 
 
 def ask_again(turn: Turn, key: str) -> None:

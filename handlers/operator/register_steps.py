@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from handlers.citizen.common import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
 from handlers.events import Button, Reply
 from handlers.formatting import local_datetime
+from handlers.limits import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
 from handlers.operator.fields import (
     NUMBERED_CHANNELS,
     REGISTER_CHANNELS,

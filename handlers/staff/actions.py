@@ -21,12 +21,12 @@ from handlers.i18n import Translator
 from handlers.items import record_note, transition
 from handlers.messaging import notice, tell
 from handlers.org import Role
-from handlers.payloads import make
 from handlers.rules.deadlines import Kind, calendar_day_deadline, working_day_deadline
 from handlers.rules.lifecycle import Action, Status
 from handlers.staff.authz import actor_of, can_do, can_see, refuse
 from handlers.staff.buttons import card_buttons
 from handlers.staff.notify import send_card
+from handlers.staff.payloads import Published
 from handlers.staff.recipients import (
     block_leader_ids,
     staff_ids_with_role,
@@ -344,7 +344,7 @@ async def send_for_publication(session: AsyncSession, services: Services, item: 
             text_key, button = "staff.publish_answer", t("button.published", system=system)
         return [Reply(t(text_key, number=item.number, system=system,
                         external=item.external_number or "—", answer=text),
-                      buttons=[[Button(button[:40], make("s", "published", item.id))]])]
+                      buttons=[[Button(button[:40], Published(item.id).pack())]])]
 
     await tell(session, services, targets, render, item_id=item.id)
 
