@@ -17,7 +17,7 @@ from handlers.context import Services
 from handlers.events import Button, ChatRef, OutgoingPhoto, Reply
 from handlers.i18n import Translator, translator
 from handlers.outbox import enqueue, enqueue_once
-from handlers.staff.recipients import chat_of, staff_accounts
+from handlers.recipients import chat_of, staff_accounts
 from storage.models import Account
 
 # What one recipient is sent, rendered in their language; the account says who they are.

@@ -16,13 +16,13 @@ from handlers.context import Services
 from handlers.formatting import local_datetime
 from handlers.messaging import notice, tell
 from handlers.org import Role
-from handlers.rules.deadlines import Kind
-from handlers.rules.lifecycle import OPEN_STATES, WAITING_TO_BE_TAKEN
-from handlers.staff.recipients import (
+from handlers.recipients import (
     assignee_ids,
     block_leader_ids,
     staff_ids_with_role,
 )
+from handlers.rules.deadlines import Kind
+from handlers.rules.lifecycle import OPEN_STATES, WAITING_TO_BE_TAKEN
 from storage.models import Item
 
 OPEN = [str(s) for s in OPEN_STATES]

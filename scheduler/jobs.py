@@ -24,7 +24,7 @@ from handlers.i18n import Translator, translator
 from handlers.messaging import queue, tell
 from handlers.org import Role
 from handlers.outbox import redact_stale_outbox
-from handlers.staff.recipients import group_chats, staff_accounts, staff_ids_with_role
+from handlers.recipients import group_chats, staff_accounts, staff_ids_with_role
 from handlers.summaries import build_summary, chart, render, weekly_trend
 from handlers.sweeps import send_escalations, send_reminders
 from storage.models import Account, ProcessedUpdate

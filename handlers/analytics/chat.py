@@ -34,7 +34,7 @@ from handlers.formatting import split_text
 from handlers.i18n import Translator
 from handlers.org import Section
 from handlers.staff.authz import refuse
-from handlers.staff.features import FEATURES, Feature
+from handlers.staff.features import Feature
 from handlers.staff.payloads import CancelInput
 from handlers.turn import Turn
 from storage.models import Staff
@@ -199,6 +199,6 @@ def _locked(render: Callable[[Report, Translator, Path], Path], report: Report, 
         return render(report, t, path)
 
 
-FEATURES.append(Feature(command="stats", payload_prefix=PREFIX, state_prefix="stats_",
+FEATURE = Feature(command="stats", payload_prefix=PREFIX, state_prefix="stats_",
                         roles=frozenset(STATS_ROLES), start=start, on_message=on_message,
-                        on_button=on_button))
+                        on_button=on_button)

@@ -24,7 +24,7 @@ from handlers.formatting import local_date
 from handlers.i18n import Translator
 from handlers.messaging import tell
 from handlers.org import Role
-from handlers.staff.recipients import staff_ids_with_role
+from handlers.recipients import staff_ids_with_role
 from storage.clusters import Candidate, candidates, cluster_size, join_cluster
 from storage.models import Account, Cluster, Item
 from storage.stats import Period, StatsQuery, section_stats

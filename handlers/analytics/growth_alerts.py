@@ -22,7 +22,7 @@ from handlers.events import OutgoingPhoto, Reply
 from handlers.i18n import Translator, translator
 from handlers.messaging import tell
 from handlers.org import Role
-from handlers.staff.recipients import staff_accounts, staff_ids_with_role
+from handlers.recipients import staff_accounts, staff_ids_with_role
 from storage.models import Account, GrowthAlert
 
 CHART_WEEKS = 8

@@ -12,7 +12,6 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.citizen.common import main_menu, own_item
-from handlers.citizen.outbound import citizen_chat
 from handlers.citizen.payloads import PollAnswer, PollChoice, PollComment, Rate
 from handlers.citizen.states import PollState
 from handlers.context import Services
@@ -21,10 +20,11 @@ from handlers.formatting import local_date
 from handlers.items import record_note, transition
 from handlers.messaging import queue
 from handlers.org import Role
+from handlers.outbound import citizen_chat
+from handlers.recipients import block_leader_ids, staff_ids_with_role
 from handlers.routing import Router
 from handlers.rules.deadlines import working_day_deadline
 from handlers.rules.lifecycle import Action, Actor, Status
-from handlers.staff.recipients import block_leader_ids, staff_ids_with_role
 from handlers.sweeps import notify_staff_once
 from handlers.turn import Turn
 from storage.models import Item

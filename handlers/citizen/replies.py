@@ -12,8 +12,8 @@ from handlers.items import record_note, transition
 from handlers.limits import TEXT_MAX
 from handlers.messaging import notice, tell
 from handlers.photos import store_photos
+from handlers.recipients import assignee_ids
 from handlers.rules.lifecycle import OPEN_STATES, Action, Actor, Status
-from handlers.staff.recipients import assignee_ids
 from handlers.turn import Turn
 from storage.models import Attachment, ItemEvent
 

@@ -36,7 +36,7 @@ from handlers.photos import store_photos
 from handlers.registration import register
 from handlers.rules.deadlines import Kind
 from handlers.staff.authz import actor_of
-from handlers.staff.features import FEATURES, Feature
+from handlers.staff.features import Feature
 from handlers.staff.payloads import CardAction, CardOp
 from handlers.topics import suggest_now
 from handlers.turn import Turn
@@ -322,7 +322,7 @@ async def citizen_id(turn: Turn, data: dict[str, Any]) -> int | None:
     return citizen.id
 
 
-FEATURES.append(Feature(
+FEATURE = Feature(
     command="register", payload_prefix=PREFIX, state_prefix=STATE_PREFIX,
     roles=frozenset({Role.OPERATOR, Role.IM_COORDINATOR, Role.CHAIRMAN}),
-    start=start, on_message=on_message, on_button=on_button))
+    start=start, on_message=on_message, on_button=on_button)

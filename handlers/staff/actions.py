@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.citizen.outbound import ask_citizen, deliver_answer, notify_citizen
 from handlers.context import Services
 from handlers.events import Button, Reply
 from handlers.formatting import local_date
@@ -21,16 +20,17 @@ from handlers.i18n import Translator
 from handlers.items import record_note, transition
 from handlers.messaging import notice, tell
 from handlers.org import Role
+from handlers.outbound import ask_citizen, deliver_answer, notify_citizen
+from handlers.recipients import (
+    block_leader_ids,
+    staff_ids_with_role,
+)
 from handlers.rules.deadlines import Kind, calendar_day_deadline, working_day_deadline
 from handlers.rules.lifecycle import Action, Status
 from handlers.staff.authz import actor_of, can_do, can_see, refuse
 from handlers.staff.buttons import card_buttons
 from handlers.staff.notify import send_card
 from handlers.staff.payloads import Published
-from handlers.staff.recipients import (
-    block_leader_ids,
-    staff_ids_with_role,
-)
 from storage.models import Account, Attachment, Item, ItemEvent, Staff, TopicCorrection
 
 MESSENGER_CHANNELS = ("telegram", "vk")

@@ -8,8 +8,8 @@ from enum import StrEnum
 
 from sqlalchemy import select
 
+from handlers import staff_features as features
 from handlers.events import Button, Reply
-from handlers.staff import features
 from handlers.staff.actions import Refused
 from handlers.staff.answer_files import ANSWER_INPUT
 from handlers.staff.authz import can_see, refuse

@@ -5,13 +5,14 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from handlers import payloads
+from handlers import staff_features as features
 from handlers.commands import parse_command
 from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date
 from handlers.org import Role
 from handlers.payloads import Lang, Locale
 from handlers.routing import Router, dispatch, unpack
-from handlers.staff import approvals, card_actions, feature_modules, features
+from handlers.staff import approvals, card_actions
 from handlers.staff.actions import Refused
 from handlers.staff.answer_files import ANSWER_INPUT
 from handlers.staff.authz import can_do, can_see, refuse
@@ -248,4 +249,4 @@ async def on_cancel(st: StaffTurn, payload: CancelInput) -> bool:
 # The staff's button features, in one place: a new button type is routed by adding it to one.
 ROUTERS: tuple[Router[StaffTurn], ...] = (chat, card_actions.router, approvals.router)
 
-__all__ = ["can_do", "feature_modules", "handle"]
+__all__ = ["can_do", "handle"]

@@ -14,9 +14,9 @@ from handlers.formatting import local_datetime
 from handlers.i18n import Translator, translator
 from handlers.messaging import queue, tell
 from handlers.org import Role
+from handlers.recipients import block_leader_ids, group_chats
 from handlers.staff.buttons import card_buttons
 from handlers.staff.cards import item_card
-from handlers.staff.recipients import block_leader_ids, group_chats
 from storage.models import Account, Attachment, Citizen, Item, Staff
 
 # Roles that may see a citizen's name and contacts (59-ФЗ art. 6: the chain of responsibility
