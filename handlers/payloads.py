@@ -144,11 +144,3 @@ def make(verb: str, *args: object) -> str:
 def parse(payload: str) -> tuple[str, list[str]]:
     verb, *args = payload.split(SEPARATOR)
     return verb, args
-
-
-def int_arg(args: list[str], index: int) -> int | None:
-    try:
-        value = parse_int(args[index])
-    except IndexError:
-        return None
-    return value if isinstance(value, int) else None

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from handlers.events import IncomingMessage
 from handlers.limits import MAX_PHOTOS
 from handlers.turn import Turn
@@ -28,3 +30,15 @@ async def store_photos(turn: Turn, message: IncomingMessage) -> int:
         photos.append(attachment.id)
     turn.dialog.update(turn.now, photos=photos)
     return refused
+
+
+async def discard_unsent(turn: Turn, photo_ids: list[int]) -> None:
+    """Attachments kept for something that will not be sent (a cancelled report, registration
+    or answer): the rows go now, the files after the commit."""
+    if not photo_ids:
+        return
+    rows = (await turn.session.scalars(select(Attachment).where(
+        Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
+    for row in rows:
+        turn.delete_file_after_commit(row.path)
+        await turn.session.delete(row)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from handlers.accounts import active_consent
 from handlers.citizen import my_items, polls, privacy
 from handlers.citizen.common import main_menu, menu_reply
@@ -38,13 +36,13 @@ from handlers.formatting import local_date, map_link
 from handlers.items import NewItem
 from handlers.limits import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
 from handlers.payloads import Lang, Locale, Payload, unpack_any
-from handlers.photos import store_photos
+from handlers.photos import discard_unsent, store_photos
 from handlers.registration import register
 from handlers.routing import Router, dispatch, payload_kinds
 from handlers.rules.deadlines import Kind
 from handlers.rules.lifecycle import Actor
 from handlers.turn import Turn
-from storage.models import Attachment, Citizen
+from storage.models import Citizen
 from storage.models import Consent as ConsentRecord
 
 ADDRESS_MIN, ADDRESS_MAX = 3, 500
@@ -511,14 +509,8 @@ async def on_consent(turn: Turn, answer: ConsentAnswer, consented: bool) -> None
 
 async def cancel_dialog(turn: Turn) -> None:
     """Forget a half-done report, including photos already saved for it."""
-    photo_ids = turn.dialog.data.get("photos", []) if turn.dialog.state in REPORT_STATES else []
-    if photo_ids:
-        attachments = (await turn.session.scalars(
-            select(Attachment).where(Attachment.id.in_(photo_ids),
-                                     Attachment.item_id.is_(None)))).all()
-        for attachment in attachments:
-            turn.delete_file_after_commit(attachment.path)
-            await turn.session.delete(attachment)
+    if turn.dialog.state in REPORT_STATES:
+        await discard_unsent(turn, turn.dialog.data.get("photos", []))
     turn.dialog.reset(turn.now)
 
 

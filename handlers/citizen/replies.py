@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
 
 from handlers.citizen.common import main_menu, own_item
@@ -15,7 +13,7 @@ from handlers.photos import store_photos
 from handlers.recipients import assignee_ids
 from handlers.rules.lifecycle import OPEN_STATES, Action, Actor, Status
 from handlers.turn import Turn
-from storage.models import Attachment, ItemEvent
+from storage.models import Attachment, Item, ItemEvent
 
 
 async def _attach(turn: Turn, message: IncomingMessage, item_id: int,
@@ -63,11 +61,8 @@ async def apply_clarification(turn: Turn, message: IncomingMessage) -> None:
     # The reply goes back to whoever asked, or to the assignee when the asker left.
     targets = [asked.actor_staff_id] if asked and asked.actor_staff_id else []
     targets = targets or await assignee_ids(turn.session, turn.services.org, item)
-    await tell(turn.session, turn.services, targets, notice(
-        "staff.clarification_received", photos=paths(turn, photos), number=item.number,
-        text=text or "—"), item_id=item.id)
-    turn.dialog.reset(turn.now)
-    turn.reply(Reply(turn.t("clarify.thanks", number=item.number), menu=main_menu(turn)))
+    await pass_on(turn, item, targets, "staff.clarification_received", text, photos,
+                  thanks="clarify.thanks")
 
 
 async def apply_comment(turn: Turn, message: IncomingMessage) -> None:
@@ -83,12 +78,15 @@ async def apply_comment(turn: Turn, message: IncomingMessage) -> None:
     await record_note(turn.session, turn.services, item, "citizen_comment", Actor.CITIZEN,
                       comment=text or None, account_id=turn.account.id)
     targets = await assignee_ids(turn.session, turn.services.org, item)
-    await tell(turn.session, turn.services, targets, notice(
-        "staff.comment_received", photos=paths(turn, photos), number=item.number,
-        text=text or "—"), item_id=item.id)
+    await pass_on(turn, item, targets, "staff.comment_received", text, photos,
+                  thanks="item.comment.sent")
+
+
+async def pass_on(turn: Turn, item: Item, staff_ids: list[int], key: str, text: str,
+                  photos: list[Attachment], *, thanks: str) -> None:
+    """What the citizen wrote goes to these staff members; the citizen is thanked."""
+    paths = [turn.services.files.path(photo.path) for photo in photos]
+    await tell(turn.session, turn.services, staff_ids, notice(
+        key, photos=paths, number=item.number, text=text or "—"), item_id=item.id)
     turn.dialog.reset(turn.now)
-    turn.reply(Reply(turn.t("item.comment.sent", number=item.number), menu=main_menu(turn)))
-
-
-def paths(turn: Turn, photos: list[Attachment]) -> list[Path]:
-    return [turn.services.files.path(photo.path) for photo in photos]
+    turn.reply(Reply(turn.t(thanks, number=item.number), menu=main_menu(turn)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from handlers.events import Button, IncomingMessage, Reply
@@ -32,7 +31,7 @@ from handlers.operator.register_steps import (
     suggestion,
 )
 from handlers.org import Role
-from handlers.photos import store_photos
+from handlers.photos import discard_unsent, store_photos
 from handlers.registration import register
 from handlers.rules.deadlines import Kind
 from handlers.staff.authz import actor_of
@@ -40,7 +39,7 @@ from handlers.staff.features import Feature
 from handlers.staff.payloads import CardAction, CardOp
 from handlers.topics import suggest_now
 from handlers.turn import Turn
-from storage.models import Attachment, Citizen, Staff
+from storage.models import Citizen, Staff
 
 # A typed time of receipt older than this is almost surely a typo in the year.
 OLDEST_RECEIPT = timedelta(days=366)
@@ -67,13 +66,7 @@ async def start(turn: Turn, staff: Staff, argument: str) -> None:
 
 async def cancel(turn: Turn) -> None:
     """Drop the half-done registration, including photos already saved for it."""
-    photo_ids = turn.dialog.data.get("photos", [])
-    if photo_ids:
-        rows = (await turn.session.scalars(select(Attachment).where(
-            Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
-        for row in rows:
-            turn.delete_file_after_commit(row.path)
-            await turn.session.delete(row)
+    await discard_unsent(turn, turn.dialog.data.get("photos", []))
     turn.dialog.reset(turn.now)
     turn.say("cancel.done")
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
-
 from handlers import staff_features as features
 from handlers.events import Button, Reply
+from handlers.photos import discard_unsent
 from handlers.staff.actions import Refused
 from handlers.staff.answer_files import ANSWER_INPUT
 from handlers.staff.authz import can_see, refuse
@@ -17,7 +16,7 @@ from handlers.staff.buttons import card_buttons
 from handlers.staff.notify import card_for
 from handlers.staff.payloads import CancelInput
 from handlers.turn import Turn
-from storage.models import Attachment, Item, Staff
+from storage.models import Item, Staff
 
 
 @dataclass(frozen=True)
@@ -92,11 +91,6 @@ async def expect_text(turn: Turn, op: InputOp, item: Item, arg: str) -> None:
 async def drop_input(turn: Turn) -> None:
     # A feature's dialog (e.g. /register) keeps its unsent photos under the same key.
     owned = turn.dialog.state == ANSWER_INPUT or features.by_state(turn.dialog.state) is not None
-    photo_ids = turn.dialog.data.get("photos", []) if owned else []
-    if photo_ids:
-        rows = (await turn.session.scalars(select(Attachment).where(
-            Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
-        for row in rows:
-            turn.delete_file_after_commit(row.path)
-            await turn.session.delete(row)
+    if owned:
+        await discard_unsent(turn, turn.dialog.data.get("photos", []))
     turn.dialog.reset(turn.now)
