@@ -80,6 +80,12 @@ def unpack_any(raw: str, kinds: Iterable[type[Payload]]) -> Payload | None:
     return None
 
 
+def tag_of(raw: str) -> str:
+    """The first word after the version: which feature a payload belongs to."""
+    body = raw[len(VERSION) + 1:] if raw.startswith(VERSION + SEPARATOR) else raw
+    return body.split(SEPARATOR, 1)[0]
+
+
 def _encode(value: object) -> str:
     if value is None:
         return ""

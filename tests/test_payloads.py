@@ -63,3 +63,15 @@ def test_staff_buttons_fit_and_old_cards_still_read(services) -> None:
     assert unpack_any("s:redirect_to:3:housing", kinds) == RedirectTo(3, "housing")
     for raw in ("s:take:abc", "s", "s:fly:1", "s:take:1:2", "s:tasks:all:-1"):
         assert unpack_any(raw, kinds) is None
+
+
+def test_register_buttons_fit_and_old_ones_still_read(services) -> None:
+    from handlers.operator.fields import REGISTER_CHANNELS
+    from handlers.operator.payloads import RegisterButton, RegisterOp
+
+    values = [*REGISTER_CHANNELS, *(t.id for t in services.org.topics)]
+    for value in values:
+        assert len(RegisterButton(RegisterOp.TOPIC, value).pack().encode()) <= MAX_BYTES
+    assert RegisterButton.unpack("r:ch:pos") == RegisterButton(RegisterOp.CHANNEL, "pos")
+    assert RegisterButton.unpack("r:send") == RegisterButton(RegisterOp.SEND)
+    assert RegisterButton.unpack("r:launch") is None

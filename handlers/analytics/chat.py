@@ -87,7 +87,8 @@ async def start(turn: Turn, staff: Staff, argument: str) -> None:
     turn.reply(periods_reply(turn, section) if section else sections_reply(turn))
 
 
-async def on_button(turn: Turn, staff: Staff, args: list[str]) -> None:
+async def on_button(turn: Turn, staff: Staff, raw: str) -> None:
+    _, args = payloads.parse(raw)
     op = args[0] if args else ""
     section = section_by_name(turn, args[1]) if len(args) > 1 else None
     if op == "menu":

@@ -206,16 +206,15 @@ async def on_button(turn: Turn, staff: Staff) -> None:
         turn.t = type(turn.t)(language.locale.value)
         turn.reply(Reply(turn.t("lang.changed"), menu=staff_menu(turn)))
         return
-    # /register and /stats still use their own "prefix:..." payloads (features.py).
-    verb, args = payloads.parse(press.payload)
-    feature = features.by_payload(verb)
+    # /register and /stats own the payloads of their prefix (staff_features.py).
+    feature = features.by_payload(payloads.tag_of(press.payload))
     if feature is not None:
         if Role(staff.role) not in feature.roles:
             refuse(staff.id, press.payload, None)
             turn.notice = turn.t("staff.refused")
             turn.say("staff.refused")
             return
-        await feature.on_button(turn, staff, args)
+        await feature.on_button(turn, staff, press.payload)
         return
     payload = unpack(press.payload, ROUTERS)
     try:

@@ -23,5 +23,5 @@ class Feature:
     roles: frozenset[Role]  # who may use it; others get a refusal
     start: Callable[[Turn, Staff, str], Awaitable[None]]  # (turn, staff, command argument)
     on_message: Callable[[Turn, Staff, IncomingMessage], Awaitable[None]]
-    on_button: Callable[[Turn, Staff, list[str]], Awaitable[None]]  # payload args after prefix
+    on_button: Callable[[Turn, Staff, str], Awaitable[None]]  # the raw payload: it unpacks it
 
