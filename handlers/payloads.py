@@ -34,6 +34,8 @@ class Payload:
     `int | None` with a default (an optional trailing field)."""
 
     tag: ClassVar[str]
+    # Fields after the last one are refused (a stale button) unless a type says otherwise.
+    extra_ignored: ClassVar[bool] = False
 
     def pack(self) -> str:
         values = [_encode(getattr(self, f.name)) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
@@ -53,7 +55,9 @@ class Payload:
         texts = rest.split(SEPARATOR) if rest else []
         fields = dataclasses.fields(cls)  # type: ignore[arg-type]
         if len(texts) > len(fields):
-            return None
+            if not cls.extra_ignored:
+                return None
+            texts = texts[:len(fields)]
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for index, field in enumerate(fields):

@@ -75,3 +75,13 @@ def test_register_buttons_fit_and_old_ones_still_read(services) -> None:
     assert RegisterButton.unpack("r:ch:pos") == RegisterButton(RegisterOp.CHANNEL, "pos")
     assert RegisterButton.unpack("r:send") == RegisterButton(RegisterOp.SEND)
     assert RegisterButton.unpack("r:launch") is None
+
+
+def test_stats_buttons_fit(services) -> None:
+    from handlers.analytics.payloads import ChoosePeriod, Spreadsheet
+    from handlers.analytics.periods import PRESETS
+
+    for section in services.org.sections:
+        for period in (*PRESETS, "custom"):
+            assert len(ChoosePeriod(section.name, period).pack().encode()) <= MAX_BYTES
+        assert len(Spreadsheet(section.name, "20261101", "20261130").pack()) <= MAX_BYTES

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from handlers import payloads
 from handlers.analytics.chart import render_chart
 from handlers.analytics.excel import write_xlsx
+from handlers.analytics.payloads import ChoosePeriod, ChooseSection, Sections, Spreadsheet
 from handlers.analytics.periods import (
     PRESETS,
     PeriodError,
@@ -33,6 +33,7 @@ from handlers.events import Button, IncomingMessage, OutgoingDocument, OutgoingP
 from handlers.formatting import split_text
 from handlers.i18n import Translator
 from handlers.org import Section
+from handlers.payloads import tag_of, unpack_any
 from handlers.staff.authz import refuse
 from handlers.staff.features import Feature
 from handlers.staff.payloads import CancelInput
@@ -40,7 +41,7 @@ from handlers.turn import Turn
 from storage.models import Staff
 from storage.stats import Period
 
-PREFIX = "st"
+PREFIX = Sections.tag.split(":")[0]  # the feature's payloads: "st:..."
 # Charts and workbooks are sent at once; two days later nobody needs the files.
 REPORT_RETENTION = timedelta(days=2)
 DATES_STATE = "stats_dates"
@@ -69,12 +70,12 @@ def sections_reply(turn: Turn) -> Reply:
     if not sections:
         return Reply(t("stats.no_sections"))
     return Reply(t("stats.choose_section"), title=t("stats.title"), buttons=[
-        [Button(s.label(t.locale)[:60], payloads.make(PREFIX, "s", s.name))] for s in sections])
+        [Button(s.label(t.locale)[:60], ChooseSection(s.name).pack())] for s in sections])
 
 
 def periods_reply(turn: Turn, section: Section) -> Reply:
     t = turn.t
-    buttons = [Button(t(f"stats.period.{p}"), payloads.make(PREFIX, "p", section.name, p))
+    buttons = [Button(t(f"stats.period.{p}"), ChoosePeriod(section.name, p).pack())
                for p in (*PRESETS, "custom")]
     return Reply(t("stats.choose_period", section=section.label(t.locale)),
                  buttons=[buttons[i:i + 2] for i in range(0, len(buttons), 2)])
@@ -88,31 +89,38 @@ async def start(turn: Turn, staff: Staff, argument: str) -> None:
 
 
 async def on_button(turn: Turn, staff: Staff, raw: str) -> None:
-    _, args = payloads.parse(raw)
-    op = args[0] if args else ""
-    section = section_by_name(turn, args[1]) if len(args) > 1 else None
-    if op == "menu":
+    payload = unpack_any(raw, (Sections, ChooseSection, ChoosePeriod, Spreadsheet))
+    section = (section_by_name(turn, payload.section)
+               if isinstance(payload, ChooseSection | ChoosePeriod | Spreadsheet) else None)
+    if isinstance(payload, Sections):
         turn.reply(sections_reply(turn))
-    elif op == "s" and section is not None:
+    elif isinstance(payload, ChooseSection) and section is not None:
         turn.reply(periods_reply(turn, section))
-    elif op == "p" and section is not None and len(args) > 2 and args[2] == "custom":
-        turn.dialog.set(DATES_STATE, {"section": section.name}, now=turn.now)
-        turn.reply(ask_dates(turn))
-    elif op == "p" and section is not None and len(args) > 2 and args[2] in PRESETS:
-        today = turn.services.local(turn.now).date()
-        await show_result(turn, staff, section, preset_period(args[2], today))
-    elif op == "x" and section is not None and len(args) > 3:
-        first, last = decode_day(args[2]), decode_day(args[3])
+    elif isinstance(payload, ChoosePeriod) and section is not None:
+        await on_period(turn, staff, section, payload.period, raw)
+    elif isinstance(payload, Spreadsheet) and section is not None:
+        first, last = decode_day(payload.first), decode_day(payload.last)
         if first is None or last is None or last < first:
-            stale(turn, staff, args)
+            stale(turn, staff, raw)
             return
         await send_excel(turn, staff, section, Period(first, last + timedelta(days=1)))
     else:
-        stale(turn, staff, args)
+        stale(turn, staff, raw)
 
 
-def stale(turn: Turn, staff: Staff, args: list[str]) -> None:
-    refuse(staff.id, "stats payload " + ":".join(args[:1]), None)
+async def on_period(turn: Turn, staff: Staff, section: Section, period: str, raw: str) -> None:
+    if period == "custom":
+        turn.dialog.set(DATES_STATE, {"section": section.name}, now=turn.now)
+        turn.reply(ask_dates(turn))
+    elif period in PRESETS:
+        today = turn.services.local(turn.now).date()
+        await show_result(turn, staff, section, preset_period(period, today))
+    else:
+        stale(turn, staff, raw)
+
+
+def stale(turn: Turn, staff: Staff, raw: str) -> None:
+    refuse(staff.id, "stats payload " + tag_of(raw), None)
     turn.notice = turn.t("button.stale")
     turn.say("button.stale_long")
 
@@ -174,11 +182,10 @@ def result_buttons(turn: Turn, report: Report, *, excel: bool) -> list[list[Butt
     t, name = turn.t, report.section.name
     rows = []
     if excel:
-        rows.append([Button(t("stats.button.excel"), payloads.make(
-            PREFIX, "x", name, encode_day(report.period.start),
-            encode_day(report.period.last_day)))])
-    rows.append([Button(t("stats.button.other_period"), payloads.make(PREFIX, "s", name)),
-                 Button(t("stats.button.sections"), payloads.make(PREFIX, "menu"))])
+        rows.append([Button(t("stats.button.excel"), Spreadsheet(
+            name, encode_day(report.period.start), encode_day(report.period.last_day)).pack())])
+    rows.append([Button(t("stats.button.other_period"), ChooseSection(name).pack()),
+                 Button(t("stats.button.sections"), Sections().pack())])
     return rows
 
 
