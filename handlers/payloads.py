@@ -20,7 +20,7 @@ import enum
 import types
 import typing
 from collections.abc import Iterable
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
 
 VERSION = "1"
 MAX_BYTES = 64
@@ -70,9 +70,6 @@ class Payload:
                 return None
             values[field.name] = value
         return cls(**values)
-
-
-P = TypeVar("P", bound=Payload)
 
 
 def unpack_any(raw: str, kinds: Iterable[type[Payload]]) -> Payload | None:
@@ -138,19 +135,3 @@ class Lang(Payload):
 
     tag: ClassVar[str] = "lang"
     locale: Locale
-
-
-# ---------------------------------------------------------------------------------------------
-# Untyped "verb:arg" payloads, still used by /register and /stats until they get their own
-# payload types.
-
-def make(verb: str, *args: object) -> str:
-    payload = SEPARATOR.join([verb, *(str(a) for a in args)])
-    if len(payload.encode()) > MAX_BYTES:
-        raise ValueError(f"payload too long: {payload!r}")
-    return payload
-
-
-def parse(payload: str) -> tuple[str, list[str]]:
-    verb, *args = payload.split(SEPARATOR)
-    return verb, args
