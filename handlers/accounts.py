@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -34,6 +35,9 @@ async def active_consent(session: AsyncSession, account_id: int) -> Consent | No
         .order_by(Consent.id.desc()).limit(1))
 
 
+IDLE = "idle"  # no dialog in progress
+
+
 class Dialog:
     """The persisted dialog state of one account, locked for the duration of the turn."""
 
@@ -45,7 +49,7 @@ class Dialog:
         row = await session.scalar(select(DialogState).where(DialogState.account_id == account_id)
                                    .with_for_update())
         if row is None:
-            row = DialogState(account_id=account_id, state="idle", data={}, updated_at=now)
+            row = DialogState(account_id=account_id, state=IDLE, data={}, updated_at=now)
             session.add(row)
         return cls(row)
 
@@ -57,8 +61,10 @@ class Dialog:
     def data(self) -> dict[str, Any]:
         return dict(self._row.data or {})
 
-    def set(self, state: str, data: dict[str, Any] | None = None, *, now: datetime) -> None:
-        self._row.state = state
+    def set(self, state: StrEnum | str, data: dict[str, Any] | None = None, *,
+            now: datetime) -> None:
+        # Each feature has its own Enum of states; the column keeps the plain value.
+        self._row.state = state.value if isinstance(state, StrEnum) else state
         # A new dict object, so SQLAlchemy sees the JSON change.
         self._row.data = dict(data or {})
         self._row.updated_at = now
@@ -67,4 +73,4 @@ class Dialog:
         self.set(self.state, {**self.data, **changes}, now=now)
 
     def reset(self, now: datetime) -> None:
-        self.set("idle", {}, now=now)
+        self.set(IDLE, {}, now=now)

@@ -14,7 +14,9 @@ from handlers.events import Event, IncomingMessage, Reply, Response
 from handlers.flood import count_message
 from handlers.i18n import translator
 from handlers.outbox import enqueue
+from handlers.prepare import Prepared, prepare
 from handlers.staff import dialog as staff_dialog
+from handlers.staff.answer_files import wants_answer_document
 from handlers.turn import Turn
 from storage.db import is_transient
 from storage.models import ProcessedUpdate
@@ -87,48 +89,81 @@ class Core:
 
     async def _handle(self, event: Event) -> Response:
         services = self.services
-        turn: Turn | None = None
+        # Downloads and disk writes happen here, before the write lock is taken.
+        prepared = await prepare(services, event, wants_answer_document)
         try:
-            async with services.sessions() as session, session.begin():
-                try:
-                    async with session.begin_nested():
-                        session.add(ProcessedUpdate(platform=str(event.user.platform),
-                                                    update_key=event.update_key,
-                                                    processed_at=services.now()))
-                except IntegrityError:
-                    log.info("duplicate %s update ignored", event.user.platform)
-                    return Response()
-                account = await get_or_create_account(session, event.user, event.chat,
-                                                      event.language_code, services.now())
-                if account.staff_id is not None:
-                    self._staff.add((str(event.user.platform), event.user.user_id))
-                if account.blocked_bot_at is not None and event.is_private:
-                    account.blocked_bot_at = None  # writing to us again: unblocked
-                dialog = await Dialog.load(session, account.id, services.now())
-                turn = Turn(session=session, services=services, event=event, account=account,
-                            dialog=dialog, t=translator(account.locale))
-                message = event if isinstance(event, IncomingMessage) else None
-                if message is not None and message.problem and event.is_private:
-                    turn.say(message.problem)  # e.g. a photo too large: said before the rest
-                nothing_else = message is not None and message.problem and message.empty
-                # Staff matters first (invites, group bindings, task cards), then the citizen.
-                if not nothing_else and not await staff_dialog.handle(turn):
-                    if not event.is_private:
-                        return Response()  # group chats: only staff commands are answered
-                    await citizen_dialog.handle(turn)
-                # The replies are durable like every other message: queued with the turn.
-                audience = "reply" if event.is_private else "group_reply"
-                if not turn.keep_out_of_outbox:
-                    for reply in turn.replies:
-                        enqueue(session, event.chat, reply, audience=audience, now=turn.now)
+            turn = await self._turn(event, prepared)
         except BaseException:
-            if turn is not None:
-                await asyncio.to_thread(_delete, services, turn.saved_files)
+            await asyncio.to_thread(_delete, services, prepared.paths())
             raise
-        await asyncio.to_thread(_delete, services, turn.files_to_delete)
+        kept = turn.kept if turn is not None else set()
+        # After the commit: files nobody refers to, and those the turn let go of.
+        garbage = [path for path in prepared.paths() if path not in kept]
+        garbage += turn.files_to_delete if turn is not None else []
+        if garbage:
+            await asyncio.to_thread(_delete, services, garbage)
+        if turn is None:
+            return Response()
+        if turn.renders:
+            await self._render_later(turn)
         # After the commit, never before: the sender must see what this turn queued.
         services.on_outbox()
         return Response(turn.replies, notice=turn.notice, queued=not turn.keep_out_of_outbox)
+
+    async def _render_later(self, turn: Turn) -> None:
+        """Charts and spreadsheets, rendered with no transaction open, then queued in a short
+        one of their own behind the turn's replies."""
+        replies: list[Reply] = []
+        try:
+            for render in turn.renders:
+                replies += await render()
+        except Exception:  # the turn is committed; the user learns the rest failed
+            log.exception("rendering after the turn failed")
+            replies.append(Reply(turn.t("error.temporary")))
+        event = turn.event
+        audience = "reply" if event.is_private else "group_reply"
+        async with self.services.sessions() as session, session.begin():
+            for reply in replies:
+                enqueue(session, event.chat, reply, audience=audience, now=self.services.now())
+        turn.replies.extend(replies)
+
+    async def _turn(self, event: Event, prepared: Prepared) -> Turn | None:
+        """The turn in one transaction; None when there was nothing to answer (a duplicate
+        update, a group chat message that is no staff matter)."""
+        services = self.services
+        async with services.sessions() as session, session.begin():
+            try:
+                async with session.begin_nested():
+                    session.add(ProcessedUpdate(platform=str(event.user.platform),
+                                                update_key=event.update_key,
+                                                processed_at=services.now()))
+            except IntegrityError:
+                log.info("duplicate %s update ignored", event.user.platform)
+                return None
+            account = await get_or_create_account(session, event.user, event.chat,
+                                                  event.language_code, services.now())
+            if account.staff_id is not None:
+                self._staff.add((str(event.user.platform), event.user.user_id))
+            if account.blocked_bot_at is not None and event.is_private:
+                account.blocked_bot_at = None  # writing to us again: unblocked
+            dialog = await Dialog.load(session, account.id, services.now())
+            turn = Turn(session=session, services=services, event=event, account=account,
+                        dialog=dialog, t=translator(account.locale), prepared=prepared)
+            message = event if isinstance(event, IncomingMessage) else None
+            if message is not None and message.problem and event.is_private:
+                turn.say(message.problem)  # e.g. a photo too large: said before the rest
+            nothing_else = message is not None and message.problem and message.empty
+            # Staff matters first (invites, group bindings, task cards), then the citizen.
+            if not nothing_else and not await staff_dialog.handle(turn):
+                if not event.is_private:
+                    return None  # group chats: only staff commands are answered
+                await citizen_dialog.handle(turn)
+            # The replies are durable like every other message: queued with the turn.
+            audience = "reply" if event.is_private else "group_reply"
+            if not turn.keep_out_of_outbox:
+                for reply in turn.replies:
+                    enqueue(session, event.chat, reply, audience=audience, now=turn.now)
+        return turn
 
 
 def _delete(services: Services, paths: list[str]) -> None:

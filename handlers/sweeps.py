@@ -13,20 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.context import Services
-from handlers.events import Reply
 from handlers.formatting import local_datetime
-from handlers.i18n import translator
+from handlers.messaging import notice, tell
 from handlers.org import Role
-from handlers.outbox import enqueue_once
-from handlers.rules.deadlines import Kind
-from handlers.rules.lifecycle import OPEN_STATES, WAITING_TO_BE_TAKEN
-from handlers.staff.recipients import (
+from handlers.recipients import (
     assignee_ids,
     block_leader_ids,
-    chat_of,
-    staff_accounts,
     staff_ids_with_role,
 )
+from handlers.rules.deadlines import Kind
+from handlers.rules.lifecycle import OPEN_STATES, WAITING_TO_BE_TAKEN
 from storage.models import Item
 
 OPEN = [str(s) for s in OPEN_STATES]
@@ -36,16 +32,9 @@ async def notify_staff_once(session: AsyncSession, services: Services, staff_ids
                             item: Item, key: str, text_key: str, now: datetime,
                             **values: object) -> int:
     """One message per staff member and key, delivered within working hours."""
-    not_before = services.calendar.next_working_moment(now)
-    queued = 0
-    for account in await staff_accounts(session, staff_ids):
-        t = translator(account.locale)
-        reply = Reply(t(text_key, number=item.number, **values))
-        if await enqueue_once(session, chat_of(account), reply,
-                              key=f"{key}:{account.platform}:{account.chat_id}",
-                              audience="staff", now=now, item_id=item.id, not_before=not_before):
-            queued += 1
-    return queued
+    return await tell(session, services, staff_ids,
+                      notice(text_key, number=item.number, **values), item_id=item.id,
+                      not_before=services.calendar.next_working_moment(now), once_key=key, now=now)
 
 
 def _due_key(item: Item) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -9,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.accounts import Dialog
 from handlers.context import Services
-from handlers.events import ButtonPress, ChatRef, Event, IncomingMessage, Reply
+from handlers.events import ButtonPress, Event, IncomingMessage, Reply
 from handlers.i18n import Translator
-from handlers.outbox import enqueue
+from handlers.prepare import Prepared
 from storage.models import Account
 
 
@@ -23,14 +24,18 @@ class Turn:
     account: Account
     dialog: Dialog
     t: Translator
-    queued: int = 0
     notice: str | None = None
     replies: list[Reply] = field(default_factory=list)
-    # Files written during the turn are removed if it rolls back; deletions wait for the
-    # commit, so a failed turn never loses a file that the database still points to.
     keep_out_of_outbox: bool = False  # only after an erasure: see citizen.privacy.forget
-    saved_files: list[str] = field(default_factory=list)
+    # Files written before the turn (handlers/prepare): the ones the turn keeps are listed in
+    # `kept`; the core removes the others after the commit, and all of them after a rollback.
+    # Deletions wait for the commit, so a failed turn never loses a file still referenced.
+    prepared: Prepared = field(default_factory=Prepared)
+    kept: set[str] = field(default_factory=set)
     files_to_delete: list[str] = field(default_factory=list)
+    # Slow renders (charts, spreadsheets) run after the commit, off the event loop; their
+    # replies are queued after this turn's, so the chat sees them in order.
+    renders: list[Callable[[], Awaitable[list[Reply]]]] = field(default_factory=list)
 
     @property
     def now(self) -> datetime:
@@ -50,17 +55,12 @@ class Turn:
     def say(self, key: str, **values: object) -> None:
         self.replies.append(Reply(self.t(key, **values)))
 
-    def save_file(self, data: bytes, mime: str, filename: str | None = None) -> str:
-        path = self.services.files.save(data, mime, self.now, filename)
-        self.saved_files.append(path)
-        return path
+    def reply_later(self, render: Callable[[], Awaitable[list[Reply]]]) -> None:
+        self.renders.append(render)
+
+    def keep_prepared(self, path: str) -> None:
+        self.kept.add(path)
 
     def delete_file_after_commit(self, path: str) -> None:
         self.files_to_delete.append(path)
 
-    def send(self, chat: ChatRef, reply: Reply, *, audience: str, item_id: int | None = None,
-             not_before: datetime | None = None) -> None:
-        """Queue a message to somebody else, committed together with this turn."""
-        enqueue(self.session, chat, reply, audience=audience, now=self.now, item_id=item_id,
-                not_before=not_before)
-        self.queued += 1

@@ -20,13 +20,14 @@ from handlers.citizen.polls import send_polls
 from handlers.context import Services
 from handlers.erasure_cleanup import remove_orphan_files
 from handlers.events import OutgoingPhoto, Reply
-from handlers.i18n import translator
+from handlers.i18n import Translator, translator
+from handlers.messaging import queue, tell
 from handlers.org import Role
-from handlers.outbox import enqueue_once, redact_stale_outbox
-from handlers.staff.recipients import chat_of, group_chats, staff_accounts, staff_ids_with_role
+from handlers.outbox import redact_stale_outbox
+from handlers.recipients import group_chats, staff_accounts, staff_ids_with_role
 from handlers.summaries import build_summary, chart, render, weekly_trend
 from handlers.sweeps import send_escalations, send_reminders
-from storage.models import OutboxMessage, ProcessedUpdate
+from storage.models import Account, OutboxMessage, ProcessedUpdate
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ async def daily_summary(services: Services, now: datetime, force: bool = False) 
             key = f"daily:{local:%Y-%m-%d}:{chat.platform}:{chat.chat_id}"
             if force:
                 key += f":manual:{now.isoformat()}"
-            if await enqueue_once(session, chat, reply, key=key, audience="group", now=now):
+            if await queue(session, services, chat, reply, audience="group", once_key=key,
+                           now=now):
                 queued += 1
     return queued
 
@@ -105,20 +107,15 @@ async def weekly_summary(services: Services, now: datetime, force: bool = False)
         images[locale] = await asyncio.to_thread(
             chart, summary, services.files.root / "reports"
             / f"weekly-{local:%Y-%m-%d}-{locale or 'default'}.png", translator(locale))
-    queued = 0
+
+    async def weekly(t: Translator, account: Account) -> list[Reply]:
+        image = images.get(account.locale) or next(iter(images.values()))
+        return [Reply(render(summary, services, t, weekly=True), title=t("summary.weekly_title"),
+                      photos=[OutgoingPhoto(image)])]
+
+    key = f"weekly:{local:%G-W%V}" + (f":manual:{now.isoformat()}" if force else "")
     async with services.sessions() as session, session.begin():
-        for account in accounts:
-            t = translator(account.locale)
-            reply = Reply(render(summary, services, t, weekly=True),
-                          title=t("summary.weekly_title"),
-                          photos=[OutgoingPhoto(images[account.locale])])
-            key = f"weekly:{local:%G-W%V}:{account.platform}:{account.chat_id}"
-            if force:
-                key += f":manual:{now.isoformat()}"
-            if await enqueue_once(session, chat_of(account), reply, key=key, audience="staff",
-                                  now=now):
-                queued += 1
-    return queued
+        return await tell(session, services, curators, weekly, once_key=key, now=now)
 
 
 async def growth(services: Services, now: datetime, force: bool = False) -> int:

@@ -1,5 +1,5 @@
 """Cheap checks before anything is downloaded or stored: the shared flood limit, oversized
-photos, impossible coordinates and forged button payloads."""
+photos and impossible coordinates (forged payloads: tests/test_payloads.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from sqlalchemy import func, select
 
 from handlers.core import Core
 from handlers.events import Location
-from handlers.payloads import int_arg
 from storage.models import Item
 from tests.conftest import make_services
 from tests.fakes.telegram_api import FakeTelegramServer
@@ -39,12 +38,6 @@ def test_coordinates_outside_the_earth_are_no_location():
     assert Location.checked(53.57, 142.95) == Location(53.57, 142.95)
     for latitude, longitude in ((999, 142), (53, 181), (float("nan"), 1), ("x", 1), (None, 1)):
         assert Location.checked(latitude, longitude) is None
-
-
-def test_forged_payload_integers_are_no_ids():
-    assert int_arg(["7"], 0) == 7
-    for forged in (str(2**63), str(2**31), "-1", "+5", "1_000", "٣", "9" * 5000, ""):
-        assert int_arg([forged], 0) is None
 
 
 async def test_an_oversized_photo_gets_a_clear_answer_and_is_not_downloaded(

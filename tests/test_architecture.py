@@ -96,3 +96,79 @@ def test_lower_layers_never_import_bot():
                     offenders.append(f"{path.relative_to(ROOT)} imports {module}")
     assert offenders == [], "handlers/, storage/ and scheduler/ sit below bot/:\n" + "\n".join(
         offenders)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers: bot/ (edges, wiring) → scheduler/ (the clock) → handlers/ (the core) → storage/
+# (memory). An import may only point down. Inside handlers/, the feature packages (one per
+# audience) do not reach into each other's conversations: what two features share lives in a
+# shared module or a use case at the top of handlers/.
+
+LAYERS = {"bot": 3, "scheduler": 2, "handlers": 1, "storage": 0}
+FEATURE_PACKAGES = ("citizen", "staff", "operator", "analytics", "topics")
+# What storage may use from handlers: pure rules and the organisation's settings, no features.
+STORAGE_MAY_USE = ("handlers.rules", "handlers.org")
+# The conversations: only the core's entry point dispatches to them.
+DIALOGS = ("handlers.citizen.dialog", "handlers.staff.dialog")
+
+
+def imported_names(path: Path) -> set[str]:
+    """Modules, and for `from a.b import c` also `a.b.c` (c may be a module), anywhere in the
+    file, lazy imports inside functions included."""
+    names = imported_modules(path)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def imports_by_file() -> dict[str, set[str]]:
+    found = {}
+    for package in LAYERS:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" not in path.parts:
+                found[path.relative_to(ROOT).as_posix()] = imported_names(path)
+    return found
+
+
+def test_imports_only_point_down_the_layers():
+    offenders = []
+    for path, modules in imports_by_file().items():
+        layer = LAYERS[path.split("/")[0]]
+        for module in modules:
+            top = module.split(".")[0]
+            if top in LAYERS and LAYERS[top] > layer and not module.startswith(STORAGE_MAY_USE):
+                offenders.append(f"{path} imports {module}")
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_storage_uses_only_pure_rules_from_the_core():
+    offenders = [f"{path} imports {module}"
+                 for path, modules in imports_by_file().items() if path.startswith("storage/")
+                 for module in modules
+                 if module.startswith("handlers") and not module.startswith(STORAGE_MAY_USE)]
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_no_feature_reaches_into_another_features_conversation():
+    offenders = []
+    for path, modules in imports_by_file().items():
+        parts = path.split("/")
+        if parts[0] != "handlers":
+            continue
+        own = parts[1] if len(parts) > 2 else None
+        for module in modules:
+            if module in DIALOGS and path != "handlers/core.py":
+                offenders.append(f"{path} imports {module}")
+            names = module.split(".")
+            if (own in FEATURE_PACKAGES and len(names) > 2 and names[0] == "handlers"
+                    and names[1] in FEATURE_PACKAGES and names[1] != own
+                    and names[2] in ("dialog", "common", "chat")):
+                offenders.append(f"{path} imports {module}")
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_the_layer_check_itself_sees_imports():
+    found = imports_by_file()
+    assert "handlers.citizen.dialog" in found["handlers/core.py"]
+    assert any(m.startswith("handlers") for m in found["storage/models.py"])

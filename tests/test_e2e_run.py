@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from handlers.citizen.payloads import ChooseTopic
 from tests.fakes.telegram_api import FakeTelegramServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ async def test_mcu_run_serves_a_citizen_end_to_end(tmp_path):
             topics = await tg.wait_for(lambda r: r.chat_id == 700 and (
                 "тематику" in (r.text or "") or "Похоже" in (r.text or "")), timeout=20)
             energy = next(b["callback_data"] for row in topics.reply_markup["inline_keyboard"]
-                          for b in row if b["callback_data"] == "topic:energy")
+                          for b in row if b["callback_data"] == ChooseTopic("energy").pack())
             tg.press_button(700, energy)
             await tg.wait_for(lambda r: r.chat_id == 700 and "фото" in (r.text or ""), timeout=20)
             tg.press_button(700, "photos:skip")

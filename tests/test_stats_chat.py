@@ -12,7 +12,7 @@ from bot.cli import main
 from bot.settings import DEFAULT_ORG_FILE
 from handlers.i18n import catalog
 from handlers.org import GROUPINGS, METRICS, parse_organisation
-from handlers.staff.features import by_command
+from handlers.staff_features import by_command
 from tests.support.chat import ChatClient, join_as
 from tests.support.stats_data import NOW, seed
 

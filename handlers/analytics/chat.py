@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from handlers import payloads
 from handlers.analytics.chart import render_chart
 from handlers.analytics.excel import write_xlsx
+from handlers.analytics.payloads import ChoosePeriod, ChooseSection, Sections, Spreadsheet
 from handlers.analytics.periods import (
     PRESETS,
     PeriodError,
@@ -33,13 +33,15 @@ from handlers.events import Button, IncomingMessage, OutgoingDocument, OutgoingP
 from handlers.formatting import split_text
 from handlers.i18n import Translator
 from handlers.org import Section
+from handlers.payloads import tag_of, unpack_any
 from handlers.staff.authz import refuse
-from handlers.staff.features import FEATURES, Feature
+from handlers.staff.features import Feature
+from handlers.staff.payloads import CancelInput
 from handlers.turn import Turn
 from storage.models import Staff
 from storage.stats import Period
 
-PREFIX = "st"
+PREFIX = Sections.tag.split(":")[0]  # the feature's payloads: "st:..."
 # Charts and workbooks are sent at once; two days later nobody needs the files.
 REPORT_RETENTION = timedelta(days=2)
 DATES_STATE = "stats_dates"
@@ -68,12 +70,12 @@ def sections_reply(turn: Turn) -> Reply:
     if not sections:
         return Reply(t("stats.no_sections"))
     return Reply(t("stats.choose_section"), title=t("stats.title"), buttons=[
-        [Button(s.label(t.locale)[:60], payloads.make(PREFIX, "s", s.name))] for s in sections])
+        [Button(s.label(t.locale)[:60], ChooseSection(s.name).pack())] for s in sections])
 
 
 def periods_reply(turn: Turn, section: Section) -> Reply:
     t = turn.t
-    buttons = [Button(t(f"stats.period.{p}"), payloads.make(PREFIX, "p", section.name, p))
+    buttons = [Button(t(f"stats.period.{p}"), ChoosePeriod(section.name, p).pack())
                for p in (*PRESETS, "custom")]
     return Reply(t("stats.choose_period", section=section.label(t.locale)),
                  buttons=[buttons[i:i + 2] for i in range(0, len(buttons), 2)])
@@ -86,38 +88,46 @@ async def start(turn: Turn, staff: Staff, argument: str) -> None:
     turn.reply(periods_reply(turn, section) if section else sections_reply(turn))
 
 
-async def on_button(turn: Turn, staff: Staff, args: list[str]) -> None:
-    op = args[0] if args else ""
-    section = section_by_name(turn, args[1]) if len(args) > 1 else None
-    if op == "menu":
+async def on_button(turn: Turn, staff: Staff, raw: str) -> None:
+    payload = unpack_any(raw, (Sections, ChooseSection, ChoosePeriod, Spreadsheet))
+    section = (section_by_name(turn, payload.section)
+               if isinstance(payload, ChooseSection | ChoosePeriod | Spreadsheet) else None)
+    if isinstance(payload, Sections):
         turn.reply(sections_reply(turn))
-    elif op == "s" and section is not None:
+    elif isinstance(payload, ChooseSection) and section is not None:
         turn.reply(periods_reply(turn, section))
-    elif op == "p" and section is not None and len(args) > 2 and args[2] == "custom":
-        turn.dialog.set(DATES_STATE, {"section": section.name}, now=turn.now)
-        turn.reply(ask_dates(turn))
-    elif op == "p" and section is not None and len(args) > 2 and args[2] in PRESETS:
-        today = turn.services.local(turn.now).date()
-        await show_result(turn, staff, section, preset_period(args[2], today))
-    elif op == "x" and section is not None and len(args) > 3:
-        first, last = decode_day(args[2]), decode_day(args[3])
+    elif isinstance(payload, ChoosePeriod) and section is not None:
+        await on_period(turn, staff, section, payload.period, raw)
+    elif isinstance(payload, Spreadsheet) and section is not None:
+        first, last = decode_day(payload.first), decode_day(payload.last)
         if first is None or last is None or last < first:
-            stale(turn, staff, args)
+            stale(turn, staff, raw)
             return
         await send_excel(turn, staff, section, Period(first, last + timedelta(days=1)))
     else:
-        stale(turn, staff, args)
+        stale(turn, staff, raw)
 
 
-def stale(turn: Turn, staff: Staff, args: list[str]) -> None:
-    refuse(staff.id, "stats payload " + ":".join(args[:1]), None)
+async def on_period(turn: Turn, staff: Staff, section: Section, period: str, raw: str) -> None:
+    if period == "custom":
+        turn.dialog.set(DATES_STATE, {"section": section.name}, now=turn.now)
+        turn.reply(ask_dates(turn))
+    elif period in PRESETS:
+        today = turn.services.local(turn.now).date()
+        await show_result(turn, staff, section, preset_period(period, today))
+    else:
+        stale(turn, staff, raw)
+
+
+def stale(turn: Turn, staff: Staff, raw: str) -> None:
+    refuse(staff.id, "stats payload " + tag_of(raw), None)
     turn.notice = turn.t("button.stale")
     turn.say("button.stale_long")
 
 
 def ask_dates(turn: Turn) -> Reply:
     return Reply(turn.t("stats.ask_dates"), buttons=[[
-        Button(turn.t("button.cancel"), payloads.make("s", "cancel"))]])
+        Button(turn.t("button.cancel"), CancelInput().pack())]])
 
 
 async def on_message(turn: Turn, staff: Staff, message: IncomingMessage) -> None:
@@ -157,32 +167,38 @@ async def show_result(turn: Turn, staff: Staff, section: Section, period: Period
     for i, piece in enumerate(split_text(table_text(report, t))):
         turn.reply(Reply(piece, title=title if i == 0 else None, monospace=True))
     path = new_report_path(turn, ".png")
-    await asyncio.to_thread(_locked, render_chart, report, t, path)
-    turn.reply(Reply("", photos=[OutgoingPhoto(path, caption=title)]))
-    turn.reply(Reply(t("stats.result_footer", filters=report.filters,
-                       legend=legend_text(report, t)),
-                     buttons=result_buttons(turn, report, excel=True)))
+    footer = Reply(t("stats.result_footer", filters=report.filters,
+                     legend=legend_text(report, t)),
+                   buttons=result_buttons(turn, report, excel=True))
+
+    async def chart() -> list[Reply]:  # after the commit, in a thread
+        await asyncio.to_thread(_locked, render_chart, report, t, path)
+        return [Reply("", photos=[OutgoingPhoto(path, caption=title)]), footer]
+
+    turn.reply_later(chart)
 
 
 def result_buttons(turn: Turn, report: Report, *, excel: bool) -> list[list[Button]]:
     t, name = turn.t, report.section.name
     rows = []
     if excel:
-        rows.append([Button(t("stats.button.excel"), payloads.make(
-            PREFIX, "x", name, encode_day(report.period.start),
-            encode_day(report.period.last_day)))])
-    rows.append([Button(t("stats.button.other_period"), payloads.make(PREFIX, "s", name)),
-                 Button(t("stats.button.sections"), payloads.make(PREFIX, "menu"))])
+        rows.append([Button(t("stats.button.excel"), Spreadsheet(
+            name, encode_day(report.period.start), encode_day(report.period.last_day)).pack())])
+    rows.append([Button(t("stats.button.other_period"), ChooseSection(name).pack()),
+                 Button(t("stats.button.sections"), Sections().pack())])
     return rows
 
 
 async def send_excel(turn: Turn, staff: Staff, section: Section, period: Period) -> None:
     report = await report_for(turn, staff, section, period)
-    path = new_report_path(turn, ".xlsx")
-    await asyncio.to_thread(_locked, write_xlsx, report, turn.t, path)
-    turn.reply(Reply(turn.t("stats.excel_caption", section=report.title,
-                            period=report.period_text),
-                     document=OutgoingDocument(path, f"{report.file_stem}.xlsx")))
+    path, t = new_report_path(turn, ".xlsx"), turn.t
+
+    async def spreadsheet() -> list[Reply]:  # after the commit, in a thread
+        await asyncio.to_thread(_locked, write_xlsx, report, t, path)
+        return [Reply(t("stats.excel_caption", section=report.title, period=report.period_text),
+                      document=OutgoingDocument(path, f"{report.file_stem}.xlsx"))]
+
+    turn.reply_later(spreadsheet)
 
 
 def _locked(render: Callable[[Report, Translator, Path], Path], report: Report, t: Translator,
@@ -191,6 +207,6 @@ def _locked(render: Callable[[Report, Translator, Path], Path], report: Report, 
         return render(report, t, path)
 
 
-FEATURES.append(Feature(command="stats", payload_prefix=PREFIX, state_prefix="stats_",
+FEATURE = Feature(command="stats", payload_prefix=PREFIX, state_prefix="stats_",
                         roles=frozenset(STATS_ROLES), start=start, on_message=on_message,
-                        on_button=on_button))
+                        on_button=on_button)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -20,13 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.context import Services
 from handlers.events import Reply
 from handlers.formatting import local_date
-from handlers.i18n import translator
+from handlers.i18n import Translator
+from handlers.messaging import tell
 from handlers.org import Role
-from handlers.outbox import enqueue
-from handlers.staff.recipients import chat_of, staff_accounts, staff_ids_with_role
-from handlers.turn import Turn
+from handlers.recipients import staff_ids_with_role
 from storage.clusters import Candidate, candidates, cluster_size, join_cluster
-from storage.models import Cluster, Item
+from storage.models import Account, Cluster, Item
 from storage.stats import Period, StatsQuery, section_stats
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -133,18 +133,18 @@ async def alert_press(session: AsyncSession, services: Services, cluster: Cluste
     size, first, last = (await session.execute(
         select(func.count(), func.min(Item.received_at), func.max(Item.received_at))
         .where(Item.cluster_id == cluster.id))).one()
-    press = await staff_ids_with_role(session, Role.PRESS)
-    accounts = await staff_accounts(session, press)
-    for account in accounts:
-        t = translator(account.locale)
+
+    async def render(t: Translator, account: Account) -> Sequence[Reply]:
         text = t("press.resonant_topic", topic=org.topic_by_id[cluster.topic].label(t.locale),
                  place=cluster.label, count=size, since=local_date(first, tz),
                  until=local_date(last, tz))
-        enqueue(session, chat_of(account), Reply(text, title=t("press.resonant_topic.title")),
-                audience="staff", now=services.now())
-    if accounts:
+        return [Reply(text, title=t("press.resonant_topic.title"))]
+
+    queued = await tell(session, services, await staff_ids_with_role(session, Role.PRESS),
+                        render)
+    if queued:
         services.on_outbox()
-    return len(accounts)
+    return queued
 
 
 async def track_and_alert(session: AsyncSession, services: Services, item: Item) -> None:
@@ -153,11 +153,6 @@ async def track_and_alert(session: AsyncSession, services: Services, item: Item)
     cluster = await track_item(session, services, item)
     if cluster is not None:
         await alert_press(session, services, cluster)
-
-
-async def after_registration(turn: Turn, item: Item) -> None:
-    """Called by the citizen dialog right after an item is registered (and staff notified)."""
-    await track_and_alert(turn.session, turn.services, item)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from handlers.analytics.growth import WEEK, Growth, growth, weekly_counts
 from handlers.context import Services
 from handlers.events import OutgoingPhoto, Reply
 from handlers.i18n import Translator, translator
+from handlers.messaging import tell
 from handlers.org import Role
-from handlers.outbox import enqueue_once
-from handlers.staff.recipients import chat_of, staff_accounts, staff_ids_with_role
+from handlers.recipients import staff_accounts, staff_ids_with_role
 from storage.models import Account, GrowthAlert
 
 CHART_WEEKS = 8
@@ -68,6 +68,7 @@ async def send_growth_alerts(services: Services, now: datetime) -> int:
             path = services.files.root / "reports" / f"growth-{item.growth.key}-{day}-{locale}.png"
             charts[(item.growth.key, locale)] = await asyncio.to_thread(
                 growth_chart, item, services, t, path)
+    staff_ids = [account.staff_id for account in accounts if account.staff_id is not None]
     queued = 0
     async with services.sessions() as session, session.begin():
         quiet = await quiet_topics(session, day)  # another process may have been first
@@ -77,14 +78,14 @@ async def send_growth_alerts(services: Services, now: datetime) -> int:
                 continue
             session.add(GrowthAlert(scope=g.scope, key=g.key, day=day, current=g.current,
                                     baseline=g.baseline, p_value=g.p_value, alerted_at=now))
-            for account in accounts:
-                t = translator(account.locale or services.default_locale)
-                reply = Reply(alert_text(g, services, t), title=t("growth.alert_title"),
-                              photos=[OutgoingPhoto(charts[(g.key, t.locale)])])
-                key = f"growth:{g.key}:{day.isoformat()}:{account.platform}:{account.chat_id}"
-                if await enqueue_once(session, chat_of(account), reply, key=key,
-                                      audience="staff", now=now):
-                    queued += 1
+
+            async def render(t: Translator, account: Account, g: Growth = g) -> list[Reply]:
+                return [Reply(alert_text(g, services, t), title=t("growth.alert_title"),
+                              photos=[OutgoingPhoto(charts.get((g.key, t.locale)) or charts[
+                                  (g.key, services.default_locale)])])]
+
+            queued += await tell(session, services, staff_ids, render,
+                                 once_key=f"growth:{g.key}:{day.isoformat()}", now=now)
     return queued
 
 

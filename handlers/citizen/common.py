@@ -5,12 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from handlers.events import IncomingMessage, Reply
+from handlers.events import Reply
 from handlers.turn import Turn
-from storage.models import Attachment, Item
-
-TEXT_MIN, TEXT_MAX = 10, 4000
-MAX_PHOTOS = 5
+from storage.models import Item
 
 
 def main_menu(turn: Turn) -> list[list[str]]:
@@ -20,27 +17,6 @@ def main_menu(turn: Turn) -> list[list[str]]:
 
 def menu_reply(turn: Turn, key: str, **values: object) -> Reply:
     return Reply(turn.t(key, **values), menu=main_menu(turn))
-
-
-async def store_photos(turn: Turn, message: IncomingMessage) -> int:
-    """Keep up to MAX_PHOTOS photos; returns how many were refused over the limit."""
-    photos: list[int] = list(turn.dialog.data.get("photos", []))
-    refused = 0
-    for photo in message.photos:
-        if len(photos) >= MAX_PHOTOS:
-            refused += 1
-            continue
-        path = turn.save_file(photo.data, photo.mime)
-        attachment = Attachment(
-            purpose="report", kind="photo", path=path, mime=photo.mime, size=len(photo.data),
-            width=photo.width, height=photo.height, source_platform=str(turn.account.platform),
-            source_file_id=photo.source_id, created_at=turn.now)
-        turn.session.add(attachment)
-        await turn.session.flush()
-        photos.append(attachment.id)
-    turn.dialog.update(turn.now, photos=photos)
-    return refused
-
 
 
 async def own_item(turn: Turn, item_id: int | None) -> Item | None:

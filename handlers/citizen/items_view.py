@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from handlers import payloads
+from handlers.citizen.payloads import AddComment, AnswerQuestion, MyItem, MyList
 from handlers.events import Button, Reply
 from handlers.formatting import local_date, local_datetime, split_text, status_label
 from handlers.rules.lifecycle import OPEN_STATES
@@ -30,7 +30,7 @@ async def items_list(turn: Turn) -> Reply:
         return Reply(t("my.empty"))
     lines = [t("my.line", number=item.number, status=status_label(t, item.status),
                due=local_date(item.answer_due, turn.services.tz)) for item in items]
-    buttons = [Button(item.number, payloads.make("my", item.id)) for item in items]
+    buttons = [Button(item.number, MyItem(item.id).pack()) for item in items]
     return Reply("\n".join(lines), title=t("my.title"),
                  buttons=[buttons[i:i + 2] for i in range(0, len(buttons), 2)])
 
@@ -62,10 +62,10 @@ async def item_details(turn: Turn, item_id: int) -> Reply | None:
         lines += ["", t("my.item.answer", answer=item.answer_text)]
     buttons: list[list[Button]] = []
     if item.status == "waiting_citizen":
-        buttons.append([Button(t("button.answer_question"), payloads.make("clarify", item.id))])
+        buttons.append([Button(t("button.answer_question"), AnswerQuestion(item.id).pack())])
     if item.status in OPEN_STATES:
-        buttons.append([Button(t("button.add_comment"), payloads.make("comment", item.id))])
-    buttons.append([Button(t("button.back_to_list"), payloads.make("my", "list"))])
+        buttons.append([Button(t("button.add_comment"), AddComment(item.id).pack())])
+    buttons.append([Button(t("button.back_to_list"), MyList().pack())])
     text = "\n".join(lines)
     # The history of a long-running item can be long: keep the newest part that fits.
     pieces = split_text(text)

@@ -11,24 +11,26 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import payloads
 from handlers.capabilities import MESSENGERS
 from handlers.citizen.common import main_menu, own_item
-from handlers.citizen.outbound import citizen_chat
+from handlers.citizen.payloads import PollAnswer, PollChoice, PollComment, Rate
+from handlers.citizen.states import PollState
 from handlers.context import Services
 from handlers.events import Button, Reply
 from handlers.formatting import local_date
 from handlers.items import record_note, transition
+from handlers.messaging import queue
 from handlers.org import Role
-from handlers.outbox import enqueue
+from handlers.outbound import citizen_chat
+from handlers.recipients import block_leader_ids, staff_ids_with_role
+from handlers.routing import Router
 from handlers.rules.deadlines import working_day_deadline
 from handlers.rules.lifecycle import Action, Actor, Status
-from handlers.staff.recipients import block_leader_ids, staff_ids_with_role
 from handlers.sweeps import notify_staff_once
 from handlers.turn import Turn
 from storage.models import Item
 
-ANSWERS = ("yes", "partly", "no")
+ANSWERS = tuple(PollChoice)
 
 
 def in_window(services: Services, now: datetime) -> bool:
@@ -41,14 +43,14 @@ def poll_reply(t, item: Item, *, reminder: bool = False) -> Reply:  # type: igno
     return Reply(
         t("poll.question", number=item.number),
         title=t("poll.reminder_title" if reminder else "poll.title"),
-        buttons=[[Button(t(f"poll.answer.{a}"), payloads.make("poll", item.id, a))
+        buttons=[[Button(t(f"poll.answer.{a}"), PollAnswer(item.id, a).pack())
                   for a in ANSWERS]])
 
 
 def rating_reply(t, item: Item) -> Reply:  # type: ignore[no-untyped-def]
     return Reply(t("poll.rate", number=item.number), buttons=[
-        [Button(str(n), payloads.make("rate", item.id, n)) for n in range(1, 6)],
-        [Button(t("poll.add_comment"), payloads.make("pollc", item.id))]])
+        [Button(str(n), Rate(item.id, n).pack()) for n in range(1, 6)],
+        [Button(t("poll.add_comment"), PollComment(item.id).pack())]])
 
 
 def _pollable():  # type: ignore[no-untyped-def]
@@ -116,8 +118,8 @@ async def _send(session: AsyncSession, services: Services, item: Item, now: date
     if target is None:
         return 0
     chat, t = target
-    enqueue(session, chat, poll_reply(t, item, reminder=reminder), audience="citizen", now=now,
-            item_id=item.id)
+    await queue(session, services, chat, poll_reply(t, item, reminder=reminder),
+                audience="citizen", item_id=item.id, now=now)
     return 1
 
 
@@ -132,9 +134,14 @@ async def main_of(turn: Turn, item: Item) -> Item:
     return item
 
 
-async def on_poll_answer(turn: Turn, item_id: int | None, answer: str) -> bool:
-    item = await own_item(turn, item_id)
-    if item is None or answer not in ANSWERS or item.poll_sent_at is None:
+router: Router[Turn] = Router("polls")
+
+
+@router.on(PollAnswer)
+async def on_poll_answer(turn: Turn, payload: PollAnswer) -> bool:
+    item = await own_item(turn, payload.item_id)
+    answer = payload.choice.value
+    if item is None or item.poll_sent_at is None:
         return False
     if item.poll_answered_at is not None and item.satisfaction is not None:
         turn.say("poll.already")
@@ -155,9 +162,10 @@ async def on_poll_answer(turn: Turn, item_id: int | None, answer: str) -> bool:
     return True
 
 
-async def on_rating(turn: Turn, item_id: int | None, rating: int | None) -> bool:
-    item = await own_item(turn, item_id)
-    if item is None or rating is None or not 1 <= rating <= 5 or item.poll_sent_at is None:
+@router.on(Rate)
+async def on_rating(turn: Turn, payload: Rate) -> bool:
+    item, rating = await own_item(turn, payload.item_id), payload.rating
+    if item is None or not 1 <= rating <= 5 or item.poll_sent_at is None:
         return False
     item.rating = rating
     item.poll_answered_at = item.poll_answered_at or turn.now
@@ -176,11 +184,12 @@ async def on_rating(turn: Turn, item_id: int | None, rating: int | None) -> bool
     return True
 
 
-async def start_comment(turn: Turn, item_id: int | None) -> bool:
-    item = await own_item(turn, item_id)
+@router.on(PollComment)
+async def start_comment(turn: Turn, payload: PollComment) -> bool:
+    item = await own_item(turn, payload.item_id)
     if item is None or item.poll_sent_at is None:
         return False
-    turn.dialog.set("poll_comment", {"item_id": item.id}, now=turn.now)
+    turn.dialog.set(PollState.COMMENT, {"item_id": item.id}, now=turn.now)
     turn.say("poll.comment_ask")
     return True
 
@@ -211,7 +220,7 @@ async def reopen(turn: Turn, main: Item, answered: Item, reason: str) -> None:
                                            services.org.reopen.answer_working_days)
     leaders = await block_leader_ids(turn.session, services.org, main.block_id)
     chairmen = await staff_ids_with_role(turn.session, Role.CHAIRMAN)
-    turn.queued += await notify_staff_once(
+    await notify_staff_once(
         turn.session, services, list(dict.fromkeys([*leaders, *chairmen])), main,
         f"reopen:{main.id}:{main.reopened_count}", "poll.reopened_staff", turn.now,
         reason=reason, due=local_date(main.answer_due, services.tz))

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from handlers import payloads
 from handlers.accounts import active_consent
+from handlers.citizen.common import menu_reply
+from handlers.citizen.payloads import Forget, YesNo
+from handlers.citizen.states import PrivacyState
 from handlers.context import Services
 from handlers.erasure import ErasureReport, erase_citizen
 from handlers.erasure_cleanup import clean_up_after_commit
 from handlers.events import Button, Reply
 from handlers.formatting import local_date, local_datetime, status_label
 from handlers.i18n import Translator
+from handlers.routing import Router
 from handlers.turn import Turn
 from storage.models import Attachment, Citizen, Item
 
@@ -48,8 +51,8 @@ async def describe(turn: Turn) -> Reply:
 def forget_question(turn: Turn) -> Reply:
     t = turn.t
     return Reply(t("forget.question"), buttons=[
-        [Button(t("forget.yes"), payloads.make("forget", "yes"))],
-        [Button(t("forget.no"), payloads.make("forget", "no"))]])
+        [Button(t("forget.yes"), Forget(YesNo.YES).pack())],
+        [Button(t("forget.no"), Forget(YesNo.NO).pack())]])
 
 
 async def forget(turn: Turn) -> None:
@@ -81,3 +84,18 @@ def kept_text(t: Translator, services: Services, report: ErasureReport) -> str:
             lines.append(t("forget.kept_item", **values))
     kept = "\n".join(f"• {line}" for line in lines) if lines else t("forget.kept_nothing")
     return t("forget.done", kept=kept)
+
+
+router: Router[Turn] = Router("privacy")
+
+
+@router.on(Forget)
+async def on_forget(turn: Turn, payload: Forget) -> bool:
+    if turn.dialog.state != PrivacyState.FORGET_CONFIRM:
+        return False
+    if payload.answer is YesNo.YES:
+        await forget(turn)
+        return True
+    turn.dialog.reset(turn.now)
+    turn.reply(menu_reply(turn, "forget.kept"))
+    return True

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from handlers.citizen.common import TEXT_MAX, main_menu, own_item, store_photos
+from handlers.citizen.common import main_menu, own_item
 from handlers.events import IncomingMessage, Reply
 from handlers.items import record_note, transition
+from handlers.limits import TEXT_MAX
+from handlers.messaging import notice, tell
+from handlers.photos import store_photos
+from handlers.recipients import assignee_ids
 from handlers.rules.lifecycle import OPEN_STATES, Action, Actor, Status
-from handlers.staff.notify import tell_staff
-from handlers.staff.recipients import assignee_ids
 from handlers.turn import Turn
-from storage.models import Attachment, ItemEvent
+from storage.models import Attachment, Item, ItemEvent
 
 
 async def _attach(turn: Turn, message: IncomingMessage, item_id: int,
@@ -59,10 +61,8 @@ async def apply_clarification(turn: Turn, message: IncomingMessage) -> None:
     # The reply goes back to whoever asked, or to the assignee when the asker left.
     targets = [asked.actor_staff_id] if asked and asked.actor_staff_id else []
     targets = targets or await assignee_ids(turn.session, turn.services.org, item)
-    await tell_staff(turn, targets, "staff.clarification_received", item, photos=photos,
-                     number=item.number, text=text or "—")
-    turn.dialog.reset(turn.now)
-    turn.reply(Reply(turn.t("clarify.thanks", number=item.number), menu=main_menu(turn)))
+    await pass_on(turn, item, targets, "staff.clarification_received", text, photos,
+                  thanks="clarify.thanks")
 
 
 async def apply_comment(turn: Turn, message: IncomingMessage) -> None:
@@ -78,7 +78,15 @@ async def apply_comment(turn: Turn, message: IncomingMessage) -> None:
     await record_note(turn.session, turn.services, item, "citizen_comment", Actor.CITIZEN,
                       comment=text or None, account_id=turn.account.id)
     targets = await assignee_ids(turn.session, turn.services.org, item)
-    await tell_staff(turn, targets, "staff.comment_received", item, photos=photos,
-                     number=item.number, text=text or "—")
+    await pass_on(turn, item, targets, "staff.comment_received", text, photos,
+                  thanks="item.comment.sent")
+
+
+async def pass_on(turn: Turn, item: Item, staff_ids: list[int], key: str, text: str,
+                  photos: list[Attachment], *, thanks: str) -> None:
+    """What the citizen wrote goes to these staff members; the citizen is thanked."""
+    paths = [turn.services.files.path(photo.path) for photo in photos]
+    await tell(turn.session, turn.services, staff_ids, notice(
+        key, photos=paths, number=item.number, text=text or "—"), item_id=item.id)
     turn.dialog.reset(turn.now)
-    turn.reply(Reply(turn.t("item.comment.sent", number=item.number), menu=main_menu(turn)))
+    turn.reply(Reply(turn.t(thanks, number=item.number), menu=main_menu(turn)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import payloads
+from handlers.citizen.payloads import AllTopics, ChooseTopic
 from handlers.events import Button, Reply
 from handlers.topics import CONFIDENT_SCORE, suggest_now
 from handlers.turn import Turn
@@ -61,13 +61,13 @@ def topic_screen(turn: Turn, cancel_row: list[Button]) -> Reply:
     guess = confident(data)
     if guess is not None:
         return Reply(t("report.topic_guess", topic=org.topic_by_id[guess].label(t.locale)),
-                     buttons=[[Button(t("report.topic_yes"), payloads.make("topic", guess)),
+                     buttons=[[Button(t("report.topic_yes"), ChooseTopic(guess).pack()),
                                Button(t("report.topic_other"),
-                                      payloads.make("topics", "all"))], cancel_row])
+                                      AllTopics().pack())], cancel_row])
     first = starred(data)
     rows = [[Button(STAR + org.topic_by_id[topic].label(t.locale),
-                    payloads.make("topic", topic))] for topic in first]
-    rest = [Button(topic.label(t.locale), payloads.make("topic", topic.id))
+                    ChooseTopic(topic).pack())] for topic in first]
+    rest = [Button(topic.label(t.locale), ChooseTopic(topic.id).pack())
             for topic in org.topics if topic.id not in first]
     rows += [rest[i:i + 2] for i in range(0, len(rest), 2)]
     key = "report.ask_topic_suggested" if first else "report.ask_topic"

@@ -6,19 +6,19 @@ Open to operators, the IM coordinator and the chairman, in both messengers (a st
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from handlers.analytics.clusters import after_registration
-from handlers.citizen.common import MAX_PHOTOS, TEXT_MAX, TEXT_MIN, store_photos
 from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_datetime
-from handlers.items import NewItem, register_item
+from handlers.items import NewItem
+from handlers.limits import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
 from handlers.operator import fields
 from handlers.operator.fields import REGISTER_CHANNELS, existing_item_number
+from handlers.operator.payloads import RegisterButton, RegisterOp
 from handlers.operator.register_steps import (
     CONFIRM,
     EDIT,
@@ -33,14 +33,15 @@ from handlers.operator.register_steps import (
     suggestion,
 )
 from handlers.org import Role
-from handlers.payloads import make
+from handlers.photos import discard_unsent, store_photos
+from handlers.registration import register
 from handlers.rules.deadlines import Kind
 from handlers.staff.authz import actor_of
-from handlers.staff.features import FEATURES, Feature
-from handlers.staff.notify import notify_new_item
+from handlers.staff.features import Feature
+from handlers.staff.payloads import CardAction, CardOp
 from handlers.topics import suggest_now
 from handlers.turn import Turn
-from storage.models import Attachment, Citizen, Staff
+from storage.models import Citizen, Staff
 
 # A typed time of receipt older than this is almost surely a typo in the year.
 OLDEST_RECEIPT = timedelta(days=366)
@@ -67,13 +68,7 @@ async def start(turn: Turn, staff: Staff, argument: str) -> None:
 
 async def cancel(turn: Turn) -> None:
     """Drop the half-done registration, including photos already saved for it."""
-    photo_ids = turn.dialog.data.get("photos", [])
-    if photo_ids:
-        rows = (await turn.session.scalars(select(Attachment).where(
-            Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
-        for row in rows:
-            turn.delete_file_after_commit(row.path)
-            await turn.session.delete(row)
+    await discard_unsent(turn, turn.dialog.data.get("photos", []))
     turn.dialog.reset(turn.now)
     turn.say("cancel.done")
 
@@ -222,49 +217,92 @@ async def take_photos(turn: Turn, message: IncomingMessage) -> None:
 # ---------------------------------------------------------------------------------------------
 # Buttons
 
-async def on_button(turn: Turn, staff: Staff, args: list[str]) -> None:
-    op, arg = (args[0] if args else ""), (args[1] if len(args) > 1 else "")
-    if op == "cancel":
+async def on_button(turn: Turn, staff: Staff, raw: str) -> None:
+    payload = RegisterButton.unpack(raw)
+    if payload is not None and payload.op is RegisterOp.CANCEL:
         await cancel(turn)
         return
-    if not await apply_button(turn, staff, op, arg):
+    if payload is None or not await BUTTONS[payload.op](turn, staff, payload.value or ""):
         turn.notice = turn.t("button.stale")
         turn.say("button.stale_long")
         if turn.dialog.state.startswith(STATE_PREFIX):
             reprompt(turn)
 
 
-async def apply_button(turn: Turn, staff: Staff, op: str, arg: str) -> bool:
-    state, data = turn.dialog.state, turn.dialog.data
-    step = STEP_BY_STATE.get(state)
-    key = step.key if step else None
-    if op == "ch" and key == "channel" and arg in REGISTER_CHANNELS:
-        turn.dialog.update(turn.now, channel=arg)
-    elif op == "kind" and key == "kind" and arg in set(Kind):
-        turn.dialog.update(turn.now, kind=arg)
-    elif op == "now" and key == "received":
-        turn.dialog.update(turn.now, received=turn.now.astimezone(turn.services.tz).isoformat())
-    elif op == "topic" and key == "topic" and arg in turn.services.org.topic_by_id:
-        turn.dialog.update(turn.now, topic=arg)
-    elif op == "skip" and step is not None and can_skip(step, data):
-        turn.dialog.update(turn.now, **{step.key: True if key == "photos_done" else None})
-    elif op == "done" and key == "photos_done":
-        turn.dialog.update(turn.now, photos_done=True)
-    elif op == "send" and state == CONFIRM:
-        await submit(turn, staff)
-        return True
-    elif op == "edit" and state == CONFIRM:
-        turn.dialog.set(EDIT, data, now=turn.now)
-        reprompt(turn)
-        return True
-    elif op == "field" and state == EDIT and (arg in EDIT_FIELDS or arg == "back"):
-        for cleared in EDIT_FIELDS.get(arg, ()):
-            data.pop(cleared, None)
-        turn.dialog.set(EDIT, data, now=turn.now)
-    else:
-        return False
+def step_key(turn: Turn) -> str | None:
+    step = STEP_BY_STATE.get(turn.dialog.state)
+    return step.key if step else None
+
+
+def filled(turn: Turn, **values: object) -> bool:
+    turn.dialog.update(turn.now, **values)
     next_step(turn)
     return True
+
+
+async def choose_channel(turn: Turn, staff: Staff, value: str) -> bool:
+    return step_key(turn) == "channel" and value in REGISTER_CHANNELS and filled(
+        turn, channel=value)
+
+
+async def choose_kind(turn: Turn, staff: Staff, value: str) -> bool:
+    return step_key(turn) == "kind" and value in set(Kind) and filled(turn, kind=value)
+
+
+async def received_now(turn: Turn, staff: Staff, value: str) -> bool:
+    return step_key(turn) == "received" and filled(
+        turn, received=turn.now.astimezone(turn.services.tz).isoformat())
+
+
+async def choose_topic(turn: Turn, staff: Staff, value: str) -> bool:
+    return (step_key(turn) == "topic" and value in turn.services.org.topic_by_id
+            and filled(turn, topic=value))
+
+
+async def skip(turn: Turn, staff: Staff, value: str) -> bool:
+    step = STEP_BY_STATE.get(turn.dialog.state)
+    if step is None or not can_skip(step, turn.dialog.data):
+        return False
+    return filled(turn, **{step.key: True if step.key == "photos_done" else None})
+
+
+async def photos_done(turn: Turn, staff: Staff, value: str) -> bool:
+    return step_key(turn) == "photos_done" and filled(turn, photos_done=True)
+
+
+async def send(turn: Turn, staff: Staff, value: str) -> bool:
+    if turn.dialog.state != CONFIRM:
+        return False
+    await submit(turn, staff)
+    return True
+
+
+async def edit(turn: Turn, staff: Staff, value: str) -> bool:
+    if turn.dialog.state != CONFIRM:
+        return False
+    turn.dialog.set(EDIT, turn.dialog.data, now=turn.now)
+    reprompt(turn)
+    return True
+
+
+async def edit_field(turn: Turn, staff: Staff, value: str) -> bool:
+    if turn.dialog.state != EDIT or (value not in EDIT_FIELDS and value != "back"):
+        return False
+    data = turn.dialog.data
+    for cleared in EDIT_FIELDS.get(value, ()):
+        data.pop(cleared, None)
+    turn.dialog.set(EDIT, data, now=turn.now)
+    next_step(turn)
+    return True
+
+
+# What each button does; False means it does not fit the current step (a stale button).
+BUTTONS: dict[RegisterOp, Callable[[Turn, Staff, str], Awaitable[bool]]] = {
+    RegisterOp.CHANNEL: choose_channel, RegisterOp.KIND: choose_kind,
+    RegisterOp.NOW: received_now, RegisterOp.TOPIC: choose_topic, RegisterOp.SKIP: skip,
+    RegisterOp.DONE: photos_done, RegisterOp.SEND: send, RegisterOp.EDIT: edit,
+    RegisterOp.FIELD: edit_field,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +317,7 @@ async def submit(turn: Turn, staff: Staff) -> None:
         return
     try:
         async with turn.session.begin_nested():
-            item = await register_item(turn.session, turn.services, NewItem(
+            item = await register(turn.session, turn.services, NewItem(
                 kind=Kind(data["kind"]), channel=channel, topic=data["topic"], text=data["text"],
                 received_at=datetime.fromisoformat(data["received"]), registered_at=turn.now,
                 citizen_id=await citizen_id(turn, data), external_number=external,
@@ -293,8 +331,6 @@ async def submit(turn: Turn, staff: Staff) -> None:
         await unique_external(turn, channel, external or "")
         ask_again(turn, "external")
         return
-    await notify_new_item(turn, item)
-    await after_registration(turn, item)  # repeated problems: the same as a citizen's report
     turn.dialog.reset(turn.now)
     t, org, tz = turn.t, turn.services.org, turn.services.tz
     lines = [t("card.block", block=org.block_by_id[item.block_id].title),
@@ -303,7 +339,8 @@ async def submit(turn: Turn, staff: Staff) -> None:
         lines.append(t("card.no_answer"))
     lines.append(t("register.done_hint"))
     turn.reply(Reply("\n".join(lines), title=t("register.done.title", number=item.number),
-                     buttons=[[Button(t("register.button_card"), make("s", "card", item.id))]]))
+                     buttons=[[Button(t("register.button_card"),
+                                      CardAction(CardOp.CARD, item.id).pack())]]))
 
 
 def ask_again(turn: Turn, key: str) -> None:
@@ -323,7 +360,7 @@ async def citizen_id(turn: Turn, data: dict[str, Any]) -> int | None:
     return citizen.id
 
 
-FEATURES.append(Feature(
+FEATURE = Feature(
     command="register", payload_prefix=PREFIX, state_prefix=STATE_PREFIX,
     roles=frozenset({Role.OPERATOR, Role.IM_COORDINATOR, Role.CHAIRMAN}),
-    start=start, on_message=on_message, on_button=on_button))
+    start=start, on_message=on_message, on_button=on_button)

@@ -11,19 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from handlers.citizen.common import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
 from handlers.events import Button, Reply
 from handlers.formatting import local_datetime
+from handlers.limits import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
 from handlers.operator.fields import (
     NUMBERED_CHANNELS,
     REGISTER_CHANNELS,
     default_kind,
 )
-from handlers.payloads import make
+from handlers.operator.payloads import RegisterButton, RegisterOp
 from handlers.rules.deadlines import Kind
 from handlers.turn import Turn
 
-PREFIX = "r"  # button payloads "r:..."
+PREFIX = RegisterButton.tag  # button payloads "r:..."
 STATE_PREFIX = "reg_"
 CONFIRM = "reg_confirm"
 EDIT = "reg_edit"
@@ -97,26 +97,30 @@ def label(turn: Turn, text: str) -> str:
     return turn.services.capabilities_of(turn.event.chat.platform).label(text)
 
 
+def button(text: str, op: RegisterOp, value: str | None = None) -> Button:
+    return Button(text, RegisterButton(op, value).pack())
+
+
 def rows_of(buttons: list[Button], width: int = 2) -> list[list[Button]]:
     return [buttons[i:i + width] for i in range(0, len(buttons), width)]
 
 
 def cancel_row(turn: Turn) -> list[Button]:
-    return [Button(turn.t("button.cancel"), make(PREFIX, "cancel"))]
+    return [Button(turn.t("button.cancel"), RegisterButton(RegisterOp.CANCEL).pack())]
 
 
 def skip_row(turn: Turn, key: str = "button.skip") -> list[Button]:
-    return [Button(turn.t(key), make(PREFIX, "skip"))]
+    return [Button(turn.t(key), RegisterButton(RegisterOp.SKIP).pack())]
 
 
 def channel_buttons(turn: Turn) -> list[list[Button]]:
-    return rows_of([Button(label(turn, turn.t(f"channel.{c}")), make(PREFIX, "ch", c))
+    return rows_of([button(label(turn, turn.t(f"channel.{c}")), RegisterOp.CHANNEL, c)
                     for c in REGISTER_CHANNELS])
 
 
 def kind_buttons(turn: Turn, default: Kind) -> list[list[Button]]:
     return [[Button(label(turn, ("✓ " if kind == default else "") + turn.t(f"kind.{kind}")),
-                    make(PREFIX, "kind", kind))] for kind in Kind]
+                    RegisterButton(RegisterOp.KIND, str(kind)).pack())] for kind in Kind]
 
 
 def topic_buttons(turn: Turn) -> list[list[Button]]:
@@ -124,9 +128,10 @@ def topic_buttons(turn: Turn) -> list[list[Button]]:
     suggested = suggestion(turn.dialog.data)
     org = turn.services.org
     first = ([[Button(label(turn, "✓ ⭐ " + org.topic_by_id[suggested[0]].label(turn.t.locale)),
-                      make(PREFIX, "topic", suggested[0]))]] if suggested else [])
+                      RegisterButton(RegisterOp.TOPIC, suggested[0]).pack())]]
+             if suggested else [])
     return [*first, *rows_of([Button(label(turn, topic.label(turn.t.locale)),
-                                     make(PREFIX, "topic", topic.id))
+                                     RegisterButton(RegisterOp.TOPIC, topic.id).pack())
                               for topic in org.topics if not suggested or
                               topic.id != suggested[0]])]
 
@@ -174,7 +179,7 @@ def step_prompt(turn: Turn, step: Step, data: dict[str, Any]) -> tuple[str, list
     if step.key == "received":
         now = local_datetime(turn.now, turn.services.tz)
         return (t("register.ask_received", example=now),
-                [[Button(t("register.button_now", now=now[-5:]), make(PREFIX, "now"))]])
+                [[button(t("register.button_now", now=now[-5:]), RegisterOp.NOW)]])
     if step.key == "name":
         return t("register.ask_name_appeal" if appeal else "register.ask_name"), []
     if step.key == "phone":
@@ -193,9 +198,10 @@ def step_prompt(turn: Turn, step: Step, data: dict[str, Any]) -> tuple[str, list
                 if suggested else t("register.ask_topic"))
         return text, topic_buttons(turn)
     count = len(data.get("photos", []))
-    action, key = ("done", "button.done") if count else ("skip", "button.skip")
+    action, key = ((RegisterOp.DONE, "button.done") if count
+                   else (RegisterOp.SKIP, "button.skip"))
     return (t("register.ask_photos", count=count, max=MAX_PHOTOS),
-            [[Button(t(key), make(PREFIX, action))]])
+            [[Button(t(key), RegisterButton(action).pack())]])
 
 
 def summary_lines(turn: Turn, data: dict[str, Any]) -> list[str]:
@@ -224,13 +230,13 @@ def confirm_reply(turn: Turn) -> Reply:
     t, data = turn.t, turn.dialog.data
     text = "\n".join([*summary_lines(turn, data), "", data["text"]])
     return Reply(text, title=t("register.confirm.title"), buttons=[
-        [Button(t("register.button_register"), make(PREFIX, "send"))],
-        [Button(t("button.edit"), make(PREFIX, "edit")), cancel_row(turn)[0]]])
+        [Button(t("register.button_register"), RegisterButton(RegisterOp.SEND).pack())],
+        [Button(t("button.edit"), RegisterButton(RegisterOp.EDIT).pack()), cancel_row(turn)[0]]])
 
 
 def edit_reply(turn: Turn) -> Reply:
     t = turn.t
     fields = [f for f in EDIT_FIELDS if f != "link" or _incident(turn.dialog.data)]
-    buttons = [Button(t(f"register.field.{f}"), make(PREFIX, "field", f)) for f in fields]
+    buttons = [button(t(f"register.field.{f}"), RegisterOp.FIELD, f) for f in fields]
     return Reply(t("register.edit_what"), buttons=[
-        *rows_of(buttons, 3), [Button(t("button.back"), make(PREFIX, "field", "back"))]])
+        *rows_of(buttons, 3), [button(t("button.back"), RegisterOp.FIELD, "back")]])

@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy import select
 
 from handlers import payloads
-from handlers.citizen.dialog import parse_command
-from handlers.events import Button, IncomingDocument, IncomingMessage, Platform, Reply
+from handlers import staff_features as features
+from handlers.commands import parse_command
+from handlers.events import Button, IncomingMessage, Platform, Reply
 from handlers.formatting import local_date
 from handlers.org import Role
-from handlers.rules.lifecycle import Action
-from handlers.staff import actions, feature_modules, features
+from handlers.payloads import Lang, Locale
+from handlers.routing import Router, dispatch, unpack
+from handlers.staff import approvals, card_actions
 from handlers.staff.actions import Refused
+from handlers.staff.answer_files import ANSWER_INPUT
 from handlers.staff.authz import can_do, can_see, refuse
-from handlers.staff.buttons import card_buttons
+from handlers.staff.chat import StaffTurn, drop_input, show_card, staff_menu
 from handlers.staff.invites import InviteError, create_invite, redeem_invite
-from handlers.staff.notify import card_for
+from handlers.staff.payloads import CancelInput, Tasks
 from handlers.staff.tasks import FILTERS, tasks_reply
+from handlers.staff.text_inputs import on_input
 from handlers.turn import Turn
-from storage.models import Attachment, GroupBinding, Item, Staff
-
-ANSWER_MAX = 4000
-DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
-log = logging.getLogger(__name__)
-# Inputs that need a typed text after a button: the state remembers what it is for.
-TEXT_INPUTS = {"redirect": "staff.ask_redirect_reason", "ask": "staff.ask_question",
-               "extend": "staff.ask_extend_reason", "outside": "staff.ask_outside_reason",
-               "answer": "staff.ask_answer", "remark": "staff.ask_remark",
-               "rework": "staff.ask_rework", "duplicate": "staff.ask_duplicate_of"}
-
-
-def staff_menu(turn: Turn) -> list[list[str]]:
-    return [[turn.t("staff.menu.tasks")], [turn.t("staff.menu.help")]]
+from storage.models import GroupBinding, Item, Staff
 
 
 async def current_staff(turn: Turn) -> Staff | None:
@@ -57,7 +46,7 @@ async def handle(turn: Turn) -> bool:
         await bind_group(turn, staff, command)
         return True
     if staff is None:
-        if turn.press is not None and turn.press.payload.startswith("s:"):
+        if turn.press is not None and unpack(turn.press.payload, ROUTERS) is not None:
             refuse(None, "staff button by a non-staff account", None)
             turn.notice = turn.t("staff.refused")
             turn.say("staff.refused")
@@ -137,7 +126,7 @@ async def on_message(turn: Turn, staff: Staff, message: IncomingMessage, command
     if text in t.all_variants("staff.menu.help"):
         turn.reply(Reply(t(f"help.staff.{staff.role}"), menu=staff_menu(turn)))
         return
-    if turn.dialog.state == "staff_input":
+    if turn.dialog.state == ANSWER_INPUT:
         await on_input(turn, staff, message)
         return
     feature = features.by_state(turn.dialog.state)
@@ -178,9 +167,8 @@ async def on_command(turn: Turn, staff: Staff, command: str, argument: str) -> N
     elif command == "invite":
         await invite_from_chat(turn, staff, argument)
     elif command == "lang":
-        turn.reply(Reply(t("lang.choose"), buttons=[[
-            Button("Русский", payloads.make("lang", "ru")),
-            Button("English", payloads.make("lang", "en"))]]))
+        turn.reply(Reply(t("lang.choose"), buttons=[[Button("Русский", Lang(Locale.RU).pack()),
+                                                     Button("English", Lang(Locale.EN).pack())]]))
     else:
         turn.say("command.unknown", command="/" + command)
 
@@ -210,295 +198,55 @@ async def invite_from_chat(turn: Turn, staff: Staff, argument: str) -> None:
              until=local_date(invite.expires_at, turn.services.tz))
 
 
-async def show_card(turn: Turn, staff: Staff, item: Item) -> None:
-    for reply in await card_for(turn, item, turn.account, staff, card_buttons):
-        turn.reply(reply)
-
-
-# ---------------------------------------------------------------------------------------------
-
-async def load_item(turn: Turn, staff: Staff, item_id: int | None) -> Item | None:
-    item = await turn.session.get(Item, item_id) if item_id is not None else None
-    if item is None or not can_see(staff, item):
-        refuse(staff.id, "open", item_id)
-        return None
-    return item
-
-
 async def on_button(turn: Turn, staff: Staff) -> None:
     press = turn.press
     assert press is not None
-    verb, args = payloads.parse(press.payload)
-    if verb == "lang" and args and args[0] in ("ru", "en"):
-        turn.account.locale = args[0]
-        turn.t = type(turn.t)(args[0])
+    language = Lang.unpack(press.payload)
+    if language is not None:
+        turn.account.locale = language.locale.value
+        turn.t = type(turn.t)(language.locale.value)
         turn.reply(Reply(turn.t("lang.changed"), menu=staff_menu(turn)))
         return
-    feature = features.by_payload(verb)
+    # /register and /stats own the payloads of their prefix (staff_features.py).
+    feature = features.by_payload(payloads.tag_of(press.payload))
     if feature is not None:
         if Role(staff.role) not in feature.roles:
             refuse(staff.id, press.payload, None)
             turn.notice = turn.t("staff.refused")
             turn.say("staff.refused")
             return
-        await feature.on_button(turn, staff, args)
+        await feature.on_button(turn, staff, press.payload)
         return
-    if verb != "s" or not args:
-        turn.notice = turn.t("button.stale")
-        turn.say("button.stale_long")
-        return
-    op, rest = args[0], args[1:]
-    if op == "tasks":
-        page = payloads.int_arg(rest, 1) or 0
-        turn.reply(await tasks_reply(turn, staff, rest[0] if rest else "all", page))
-        return
-    if op == "cancel":
-        await drop_input(turn)
-        turn.reply(Reply(turn.t("cancel.done"), menu=staff_menu(turn)))
-        return
-    item = await load_item(turn, staff, payloads.int_arg(rest, 0))
-    if item is None:
-        turn.notice = turn.t("staff.refused")
-        turn.say("staff.refused")
-        return
+    payload = unpack(press.payload, ROUTERS)
     try:
-        await on_item_button(turn, staff, item, op, rest[1:])
+        handled = payload is not None and await dispatch(StaffTurn(turn, staff), payload,
+                                                         ROUTERS)
     except Refused as refusal:
         turn.notice = turn.t(refusal.key, **refusal.values)
         turn.say(refusal.key, **refusal.values)
-
-
-async def on_item_button(turn: Turn, staff: Staff, item: Item, op: str, rest: list[str]) -> None:
-    t = turn.t
-    if op == "card":
-        await show_card(turn, staff, item)
-    elif op == "take":
-        await actions.take(turn, staff, item)
-        turn.say("staff.taken", number=item.number)
-        actions_reply(turn, staff, item)
-    elif op == "assign":
-        actions.require(turn, staff, item, Action.DELEGATE)
-        turn.reply(await executor_choice(turn, item))
-    elif op == "assign_to":
-        executor = await actions.delegate(turn, staff, item, payloads.int_arg(rest, 0) or 0)
-        turn.say("staff.delegated", number=item.number, name=executor.name or f"#{executor.id}")
-        actions_reply(turn, staff, item)
-    elif op == "redirect":
-        actions.require(turn, staff, item, Action.REDIRECT)
-        turn.reply(block_choice(turn, item))
-    elif op == "redirect_to":
-        actions.require(turn, staff, item, Action.REDIRECT)
-        block = rest[0] if rest else ""
-        if block not in turn.services.org.block_by_id or block == item.block_id:
-            raise Refused("staff.redirect_bad_block")
-        topics = turn.services.org.block_by_id[block].topics
-        if len(topics) > 1 and len(rest) < 2:
-            turn.reply(topic_choice(turn, item, block))
-            return
-        index = payloads.int_arg(rest, 1)
-        topic = topics[index] if index is not None and 0 <= index < len(topics) else ""
-        await expect_text(turn, "redirect", item, f"{block}/{topic}" if topic else block)
-    elif op == "extend":
-        actions.require(turn, staff, item, Action.EXTEND)
-        if item.kind == "appeal":
-            if item.extension_count >= 1:
-                raise Refused("staff.extend_once")
-            await expect_text(turn, "extend", item, "")
-        else:
-            options = actions.extension_options(turn, item)
-            if not options:
-                raise Refused("staff.extend_limit")
-            turn.reply(Reply(t("staff.extend_choose_days", number=item.number), buttons=[
-                [Button(t("staff.extend_days", days=d), payloads.make("s", "extend_by", item.id, d))
-                 for d in options], cancel_row(turn)]))
-    elif op == "extend_by":
-        actions.require(turn, staff, item, Action.EXTEND)
-        days = payloads.int_arg(rest, 0)
-        if days not in actions.extension_options(turn, item):
-            raise Refused("staff.extend_limit")
-        await expect_text(turn, "extend", item, str(days))
-    elif op in ("ask", "outside", "answer", "remark", "rework", "duplicate"):
-        action = {"ask": Action.ASK_CITIZEN, "outside": Action.FORWARD_OUTSIDE,
-                  "answer": Action.ANSWER if staff.role != Role.EXECUTOR
-                  else Action.SUBMIT_ANSWER,
-                  "remark": Action.RETURN_WITH_REMARK,
-                  "rework": Action.RETURN_FOR_REWORK,
-                  "duplicate": Action.MARK_DUPLICATE}[op]
-        actions.require(turn, staff, item, action)
-        if op == "ask" and item.reply_account_id is None:
-            raise Refused("staff.citizen_unreachable")
-        await expect_text(turn, op, item, "")
-    elif op == "approve":
-        outcome = await actions.approve(turn, staff, item)
-        turn.say(f"staff.approve_{outcome}", number=item.number)
-    elif op == "published":
-        await actions.mark_published(turn, staff, item)
-        turn.say("staff.published", number=item.number)
-    else:
-        raise Refused("button.stale_long")
-
-
-def actions_reply(turn: Turn, staff: Staff, item: Item) -> None:
-    """After an action, the buttons that make sense now, so the next step is one tap away."""
-    buttons = card_buttons(turn.t, item, staff)
-    if len(buttons) > 1:  # more than the refresh button
-        turn.reply(Reply(turn.t("card.actions", number=item.number), buttons=buttons))
-
-
-def cancel_row(turn: Turn) -> list[Button]:
-    return [Button(turn.t("button.cancel"), payloads.make("s", "cancel"))]
-
-
-async def executor_choice(turn: Turn, item: Item) -> Reply:
-    executors = (await turn.session.scalars(
-        select(Staff).where(Staff.role == str(Role.EXECUTOR), Staff.block_id == item.block_id,
-                            Staff.revoked_at.is_(None)).order_by(Staff.name, Staff.id))).all()
-    if not executors:
-        return Reply(turn.t("staff.no_executors"))
-    label = turn.services.capabilities_of(turn.event.chat.platform).label
-    rows = [[Button(label(e.name or f"#{e.id}"), payloads.make("s", "assign_to", item.id, e.id))]
-            for e in executors[:20]]
-    return Reply(turn.t("staff.choose_executor", number=item.number),
-                 buttons=[*rows, cancel_row(turn)])
-
-
-def block_choice(turn: Turn, item: Item) -> Reply:
-    blocks = [b for b in turn.services.org.blocks if b.id != item.block_id]
-    label = turn.services.capabilities_of(turn.event.chat.platform).label
-    rows = [[Button(label(b.title), payloads.make("s", "redirect_to", item.id, b.id))]
-            for b in blocks]
-    return Reply(turn.t("staff.choose_block", number=item.number),
-                 buttons=[*rows, cancel_row(turn)])
-
-
-def topic_choice(turn: Turn, item: Item, block_id: str) -> Reply:
-    """The right topic in the target block: a labelled example for the topic suggester.
-    Buttons carry the topic's place in the block, not its id, to stay within 64 bytes."""
-    org = turn.services.org
-    label = turn.services.capabilities_of(turn.event.chat.platform).label
-    rows = [[Button(label(org.topic_by_id[topic].label(turn.t.locale)),
-                    payloads.make("s", "redirect_to", item.id, block_id, index))]
-            for index, topic in enumerate(org.block_by_id[block_id].topics)]
-    return Reply(turn.t("staff.choose_topic", number=item.number,
-                        block=org.block_by_id[block_id].title), buttons=[*rows, cancel_row(turn)])
-
-
-async def expect_text(turn: Turn, op: str, item: Item, arg: str) -> None:
-    turn.dialog.set("staff_input", {"op": op, "item_id": item.id, "arg": arg, "photos": []},
-                    now=turn.now)
-    turn.reply(Reply(turn.t(TEXT_INPUTS[op], number=item.number), buttons=[cancel_row(turn)]))
-
-
-async def drop_input(turn: Turn) -> None:
-    # A feature's dialog (e.g. /register) keeps its unsent photos under the same key.
-    owned = turn.dialog.state == "staff_input" or features.by_state(turn.dialog.state) is not None
-    photo_ids = turn.dialog.data.get("photos", []) if owned else []
-    if photo_ids:
-        rows = (await turn.session.scalars(select(Attachment).where(
-            Attachment.id.in_(photo_ids), Attachment.item_id.is_(None)))).all()
-        for row in rows:
-            turn.delete_file_after_commit(row.path)
-            await turn.session.delete(row)
-    turn.dialog.reset(turn.now)
-
-
-async def on_input(turn: Turn, staff: Staff, message: IncomingMessage) -> None:
-    """The typed text that a button asked for: a reason, a question, an answer."""
-    from handlers.citizen.common import store_photos
-
-    data = turn.dialog.data
-    op = data.get("op", "")
-    item = await load_item(turn, staff, data.get("item_id"))
-    if item is None:
-        await drop_input(turn)
-        turn.say("staff.refused")
         return
-    kept = False
-    if op == "answer" and message.photos:
-        await store_photos(turn, message)
-        kept = True
-    if op == "answer" and message.document is not None:
-        problem = await store_document(turn, message.document)
-        if problem:
-            turn.say(problem, max=DOCUMENT_MAX_BYTES // (1024 * 1024))
-            return
-        kept = True
-    text = (message.text or "").strip()
-    if not text:
-        key = "staff.answer_photo_kept" if kept else TEXT_INPUTS[op]
-        turn.reply(Reply(turn.t(key, number=item.number), buttons=[cancel_row(turn)]))
-        return
-    if len(text) > ANSWER_MAX:
-        turn.say("report.text_too_long", max=ANSWER_MAX, length=len(text))
-        return
-    try:
-        await apply_input(turn, staff, item, op, data.get("arg", ""), text,
-                          list(turn.dialog.data.get("photos", [])))
-    except Refused as refusal:
-        await drop_input(turn)
-        turn.say(refusal.key, **refusal.values)
-        return
-    turn.dialog.reset(turn.now)
-    if can_see(staff, item):
-        actions_reply(turn, staff, item)
+    if not handled:
+        turn.notice = turn.t("button.stale")
+        turn.say("button.stale_long")
 
 
-async def store_document(turn: Turn, document: IncomingDocument) -> str | None:
-    """Keep a file for the answer; returns the text key of the problem, if any."""
-    if document.size is not None and document.size > DOCUMENT_MAX_BYTES:
-        return "staff.document_too_large"
-    try:
-        data = await document.fetch()
-    except Exception as error:  # the transport's download failed: say so, keep the dialog
-        log.warning("document download failed: %s", type(error).__name__)
-        return "staff.document_failed"
-    if not data:
-        return "staff.document_failed"
-    if len(data) > DOCUMENT_MAX_BYTES:
-        return "staff.document_too_large"
-    path = turn.save_file(data, document.mime, document.filename)
-    attachment = Attachment(purpose="answer", kind="document", path=path, mime=document.mime,
-                            size=len(data), filename=document.filename[:255],
-                            source_platform=str(turn.account.platform), created_at=turn.now)
-    turn.session.add(attachment)
-    await turn.session.flush()
-    turn.dialog.update(turn.now, photos=[*turn.dialog.data.get("photos", []), attachment.id])
-    return None
+chat = Router[StaffTurn]("staff chat")
 
 
-async def apply_input(turn: Turn, staff: Staff, item: Item, op: str, arg: str, text: str,
-                      photo_ids: list[int]) -> None:
-    number = item.number
-    if op == "redirect":
-        block, _, topic = arg.partition("/")  # "block" or "block/topic"
-        await actions.redirect(turn, staff, item, block, text, topic or None)
-        turn.say("staff.redirected", number=number,
-                 block=turn.services.org.block_by_id[block].title)
-    elif op == "ask":
-        await actions.ask(turn, staff, item, text)
-        turn.say("staff.question_sent", number=number)
-    elif op == "extend":
-        due = await actions.extend(turn, staff, item, text, int(arg) if arg else None)
-        turn.say("staff.extended", number=number, due=local_date(due, turn.services.tz))
-    elif op == "outside":
-        await actions.forward_outside(turn, staff, item, text)
-        turn.say("staff.forwarded", number=number)
-    elif op == "answer":
-        photos = list((await turn.session.scalars(
-            select(Attachment).where(Attachment.id.in_(photo_ids)))).all()) if photo_ids else []
-        outcome = await actions.answer(turn, staff, item, text, photos)
-        turn.say(f"staff.answer_{outcome}", number=number)
-    elif op == "remark":
-        await actions.return_with_remark(turn, staff, item, text)
-        turn.say("staff.remark_sent", number=number)
-    elif op == "rework":
-        await actions.return_for_rework(turn, staff, item, text)
-        turn.say("staff.rework_sent", number=number)
-    elif op == "duplicate":
-        main = await actions.mark_duplicate(turn, staff, item, text)
-        turn.say("staff.duplicate_marked", number=number, main=main.number)
-    else:
-        raise Refused("button.stale_long")
+@chat.on(Tasks)
+async def on_tasks(st: StaffTurn, payload: Tasks) -> bool:
+    st.turn.reply(await tasks_reply(st.turn, st.staff, payload.filter.value, payload.page))
+    return True
 
 
-__all__ = ["can_do", "feature_modules", "handle"]
+@chat.on(CancelInput)
+async def on_cancel(st: StaffTurn, payload: CancelInput) -> bool:
+    await drop_input(st.turn)
+    st.turn.reply(Reply(st.turn.t("cancel.done"), menu=staff_menu(st.turn)))
+    return True
+
+
+# The staff's button features, in one place: a new button type is routed by adding it to one.
+ROUTERS: tuple[Router[StaffTurn], ...] = (chat, card_actions.router, approvals.router)
+
+__all__ = ["can_do", "handle"]

@@ -1,7 +1,7 @@
 """Staff features that own a command, a payload prefix and dialog states (/register, /stats).
 
-The staff dialog routes to them; each feature module appends itself to FEATURES at import and
-is imported in `handlers/staff/feature_modules.py`.
+Each feature module defines its FEATURE; the list of them is assembled in one place,
+handlers/staff_features.py, and the staff dialog routes to them.
 """
 
 from __future__ import annotations
@@ -23,19 +23,5 @@ class Feature:
     roles: frozenset[Role]  # who may use it; others get a refusal
     start: Callable[[Turn, Staff, str], Awaitable[None]]  # (turn, staff, command argument)
     on_message: Callable[[Turn, Staff, IncomingMessage], Awaitable[None]]
-    on_button: Callable[[Turn, Staff, list[str]], Awaitable[None]]  # payload args after prefix
+    on_button: Callable[[Turn, Staff, str], Awaitable[None]]  # the raw payload: it unpacks it
 
-
-FEATURES: list[Feature] = []
-
-
-def by_command(command: str) -> Feature | None:
-    return next((f for f in FEATURES if f.command == command), None)
-
-
-def by_payload(prefix: str) -> Feature | None:
-    return next((f for f in FEATURES if f.payload_prefix == prefix), None)
-
-
-def by_state(state: str) -> Feature | None:
-    return next((f for f in FEATURES if state.startswith(f.state_prefix)), None)

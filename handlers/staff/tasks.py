@@ -7,14 +7,14 @@ from sqlalchemy import Select, func, or_, select
 from handlers.events import Button, Reply
 from handlers.formatting import local_date, status_label
 from handlers.org import Role
-from handlers.payloads import make
 from handlers.rules.lifecycle import OPEN_STATES
 from handlers.staff.authz import SEES_EVERYTHING
+from handlers.staff.payloads import CardAction, CardOp, TaskFilter, Tasks
 from handlers.turn import Turn
 from storage.models import Item, Staff
 
 PAGE = 8
-FILTERS = ("all", "mine", "block", "overdue")
+FILTERS = tuple(f.value for f in TaskFilter)
 
 
 def scoped(query: Select, staff: Staff) -> Select:  # type: ignore[type-arg]
@@ -53,15 +53,15 @@ async def tasks_reply(turn: Turn, staff: Staff, kind: str, page: int) -> Reply:
                        status=status_label(t, item.status),
                        due=local_date(item.answer_due, tz)))
     text = "\n".join(lines) if lines else t("tasks.empty")
-    buttons = [Button(item.number, make("s", "card", item.id)) for item in items]
+    buttons = [Button(item.number, CardAction(CardOp.CARD, item.id).pack()) for item in items]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
     rows.append([Button(("✓ " if kind == f else "") + t(f"tasks.filter.{f}"),
-                        make("s", "tasks", f, 0)) for f in FILTERS])
+                        Tasks(TaskFilter(f), 0).pack()) for f in FILTERS])
     navigation = []
     if page > 0:
-        navigation.append(Button(t("tasks.prev"), make("s", "tasks", kind, page - 1)))
+        navigation.append(Button(t("tasks.prev"), Tasks(TaskFilter(kind), page - 1).pack()))
     if (page + 1) * PAGE < total:
-        navigation.append(Button(t("tasks.next"), make("s", "tasks", kind, page + 1)))
+        navigation.append(Button(t("tasks.next"), Tasks(TaskFilter(kind), page + 1).pack()))
     if navigation:
         rows.append(navigation)
     pages = max(1, (total + PAGE - 1) // PAGE)

@@ -373,8 +373,8 @@ def vk_payloads(record: Any) -> list[str]:
 
 def answers(step: str, body: str, payloads: list[str]) -> bool:
     """Is this bot message the answer to `step` of the report?"""
-    if step == "text":
-        return any(p.startswith("topic:") for p in payloads)
+    if step == "text":  # the topic screen, whichever payload version its buttons carry
+        return any(p.removeprefix("1:").startswith("topic:") for p in payloads)
     return STEP_ANSWERS[step] in body
 
 

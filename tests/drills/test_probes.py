@@ -396,5 +396,6 @@ async def test_probe_texts_in_logs(chain: Chain, caplog: pytest.LogCaptureFixtur
                "Дом 12", "Уточните номер дома"]
     leaks = sorted({(r.name, r.levelname, s) for r in caplog.records for s in secrets
                     if s in r.getMessage() or s in str(r.args or "")})
-    assert len(caplog.records) > 5  # the probe did watch the logs
+    logging.getLogger("handlers").debug("probe canary")  # the probe did watch the logs
+    assert any(r.getMessage() == "probe canary" for r in caplog.records)
     assert leaks == [], ({name for name, _, _ in leaks}, leaks[:5])

@@ -5,16 +5,15 @@ They are rendered by the transport of the item's channel: the account the citize
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import payloads
-from handlers.accounts import Dialog
+from handlers.accounts import IDLE, Dialog
+from handlers.citizen.payloads import AnswerQuestion
+from handlers.citizen.states import ItemState
 from handlers.context import Services
 from handlers.events import Button, ChatRef, OutgoingDocument, OutgoingPhoto, Platform, Reply
 from handlers.i18n import Translator, translator
-from handlers.outbox import enqueue
+from handlers.messaging import queue
 from storage.models import Account, Attachment, Item
 
 
@@ -29,10 +28,10 @@ async def citizen_chat(session: AsyncSession, item: Item) -> tuple[ChatRef, Tran
     return ChatRef(Platform(account.platform), account.chat_id), translator(account.locale)
 
 
-def _queue(session: AsyncSession, chat: ChatRef, reply: Reply, item: Item,
-           now: datetime) -> None:
+async def _queue(session: AsyncSession, services: Services, chat: ChatRef, reply: Reply,
+                 item: Item) -> None:
     # The caller's commit wakes the sender (Core does it after every turn).
-    enqueue(session, chat, reply, audience="citizen", now=now, item_id=item.id)
+    await queue(session, services, chat, reply, audience="citizen", item_id=item.id)
 
 
 async def ask_citizen(session: AsyncSession, services: Services, item: Item,
@@ -45,13 +44,13 @@ async def ask_citizen(session: AsyncSession, services: Services, item: Item,
     reply = Reply(t("clarify.question", number=item.number, question=question),
                   title=t("clarify.question.title", number=item.number),
                   buttons=[[Button(t("button.answer_question"),
-                                   payloads.make("clarify", item.id))]])
-    _queue(session, chat, reply, item, services.now())
+                                   AnswerQuestion(item.id).pack())]])
+    await _queue(session, services, chat, reply, item)
     # An idle citizen's next message becomes the clarification; one in the middle of another
     # dialog keeps it and answers with the button.
     dialog = await Dialog.load(session, item.reply_account_id, services.now())
-    if dialog.state == "idle":
-        dialog.set("clarify", {"item_id": item.id}, now=services.now())
+    if dialog.state == IDLE:
+        dialog.set(ItemState.CLARIFY, {"item_id": item.id}, now=services.now())
     return True
 
 
@@ -68,11 +67,10 @@ async def deliver_answer(session: AsyncSession, services: Services, item: Item,
                   title=t("answer.to_citizen.title", number=recipient.number),
                   photos=[OutgoingPhoto(services.files.path(p.path)) for p in photos or []
                           if p.kind == "photo"])
-    _queue(session, chat, reply, recipient, services.now())
+    await _queue(session, services, chat, reply, recipient)
     for document in (p for p in photos or [] if p.kind == "document"):
-        _queue(session, chat, Reply("", document=OutgoingDocument(
-            services.files.path(document.path), document.filename or "document")), recipient,
-            services.now())
+        await _queue(session, services, chat, Reply("", document=OutgoingDocument(
+            services.files.path(document.path), document.filename or "document")), recipient)
     return True
 
 
@@ -83,6 +81,5 @@ async def notify_citizen(session: AsyncSession, services: Services, item: Item, 
     if target is None:
         return False
     chat, t = target
-    _queue(session, chat, Reply(t(key, number=item.number, **values)), item,
-           services.now())
+    await _queue(session, services, chat, Reply(t(key, number=item.number, **values)), item)
     return True
