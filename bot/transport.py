@@ -3,6 +3,7 @@ shares: the channel into the core, the per-user lanes, the outbox that delivers 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -37,7 +38,7 @@ class Transport(Protocol):
         `progress` resumes after the parts already delivered and marks each new one."""
 
 
-class Edge:
+class Edge(ABC):
     """The shared half of a transport; a messenger's module adds receiving and `send`."""
 
     platform: Platform
@@ -49,9 +50,10 @@ class Edge:
         self.channel = Channel(core, self.outbox, self.send)
         self.lanes = Lanes()
 
+    @abstractmethod
     async def send(self, chat_id: str, reply: Reply, *, dedupe_id: int | None = None,
                    progress: Progress | None = None) -> None:
-        raise NotImplementedError
+        """Render the reply and deliver its parts with `send_parts`."""
 
     async def drain(self, timeout: float = 5.0) -> bool:
         """Wait until the updates received so far are handled (tests; graceful stop)."""
