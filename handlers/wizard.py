@@ -16,6 +16,7 @@ from enum import Flag, StrEnum, auto
 from typing import Any
 
 from handlers.events import Button, IncomingMessage, Reply
+from handlers.limits import TEXT_MAX, TEXT_MIN
 from handlers.photos import discard_unsent
 from handlers.turn import Turn
 
@@ -38,6 +39,15 @@ class Invalid:
 
     key: str
     args: Mapping[str, Any] = field(default_factory=dict)
+
+
+def text_length(text: str) -> Invalid | None:
+    """A report's text and a registered item's text have the same bounds."""
+    if len(text) < TEXT_MIN:
+        return Invalid("report.text_too_short", {"min": TEXT_MIN, "length": len(text)})
+    if len(text) > TEXT_MAX:
+        return Invalid("report.text_too_long", {"max": TEXT_MAX, "length": len(text)})
+    return None
 
 
 def _always(data: Data) -> bool:

@@ -25,7 +25,7 @@ from handlers.photos import store_photos
 from handlers.rules.deadlines import Kind
 from handlers.topics import suggest_now
 from handlers.turn import Turn
-from handlers.wizard import Accepts, Edit, Invalid, Step, Wizard
+from handlers.wizard import Accepts, Edit, Invalid, Step, Wizard, text_length
 
 PREFIX = RegisterButton.tag  # button payloads "r:..."
 STATE_PREFIX = "reg_"
@@ -226,15 +226,6 @@ async def check_postal(turn: Turn, text: str) -> str | Invalid:
 async def check_url(turn: Turn, text: str) -> str | Invalid:
     value = fields.clean_url(text)
     return Invalid("register.link_invalid", {"max": fields.URL_MAX}) if value is None else value
-
-
-def text_length(text: str) -> Invalid | None:
-    """The report's text and the registered item's text have the same bounds."""
-    if len(text) < TEXT_MIN:
-        return Invalid("report.text_too_short", {"min": TEXT_MIN, "length": len(text)})
-    if len(text) > TEXT_MAX:
-        return Invalid("report.text_too_long", {"max": TEXT_MAX, "length": len(text)})
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
