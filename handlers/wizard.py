@@ -197,13 +197,13 @@ class Wizard:
         if step is not None and step.take is not None:
             await step.take(turn, message)
             return
-        if step is None or step.check is None:  # buttons only
+        if step is None or Accepts.TEXT not in accepts:  # buttons only
             if message.text or not message.photos or self.stray_photos is None:
                 turn.say("input.use_buttons")
             self.show(turn)
             return
         text = (message.text or "").strip()
-        if not text:
+        if not text or step.check is None:
             self.show(turn)
             return
         await self.take_text(turn, step, text)

@@ -195,7 +195,9 @@ WIZARD = Wizard(
         Step(ReportState.TOPIC, "topic", ask_topic, Accepts.TEXT | Accepts.PHOTO | Accepts.BUTTON,
              take=take_topic_step, enter=remember_suggestions),
         Step(ReportState.TEXT, "text", ask_text, Accepts.TEXT | Accepts.PHOTO, take=take_text),
-        Step(ReportState.PHOTOS, "photos_done", ask_photos, Accepts.PHOTO | Accepts.BUTTON,
+        # A text or a location instead of photos is the place: photos are skipped.
+        Step(ReportState.PHOTOS, "photos_done", ask_photos, Accepts.PHOTO | Accepts.BUTTON
+             | Accepts.TEXT | Accepts.LOCATION,
              take=take_photos, done=flag("photos_done")),
         Step(ReportState.PLACE, "place_done", ask_place, Accepts.TEXT | Accepts.LOCATION,
              take=take_place, done=flag("place_done")),
