@@ -10,23 +10,18 @@ from handlers.citizen.items_view import items_list
 from handlers.citizen.my_items import clarify_prompt, comment_prompt
 from handlers.citizen.payloads import Consent, ConsentAnswer
 from handlers.citizen.replies import apply_clarification, apply_comment
+from handlers.citizen.report import WIZARD as REPORT
 from handlers.citizen.report import (
-    REPORT_STATES,
     cancel_dialog,
-    next_step,
     start_report,
-    take_photos,
-    take_place,
-    take_text,
+    start_with_message,
     text_fits,
 )
-from handlers.citizen.states import ConsentState, ItemState, PollState, PrivacyState, ReportState
+from handlers.citizen.states import ConsentState, ItemState, PollState, PrivacyState
 from handlers.commands import parse_command
 from handlers.context import PRIVACY_POLICY_VERSION
 from handlers.events import Button, IncomingMessage, Reply
-from handlers.limits import MAX_PHOTOS
 from handlers.payloads import Lang, Locale, Payload, unpack_any
-from handlers.photos import store_photos
 from handlers.routing import Router, dispatch, payload_kinds
 from handlers.turn import Turn
 from storage.models import Citizen
@@ -52,8 +47,8 @@ def consent_reply(turn: Turn) -> Reply:
 
 def prompt_for(turn: Turn) -> Reply:
     t, state = turn.t, turn.dialog.state
-    if state in REPORT_STATES:
-        return report.prompt(turn)
+    if REPORT.owns(state):
+        return REPORT.screen(turn)
     if state == ItemState.COMMENT:
         return comment_prompt(turn)
     if state == ItemState.CLARIFY:
@@ -169,23 +164,10 @@ async def on_content(turn: Turn, message: IncomingMessage) -> None:
     if state == PollState.COMMENT and message.text:
         await polls.take_comment(turn, message.text.strip())
         return
-    if state == ReportState.TEXT or (state == ReportState.TOPIC and message.text):
-        await take_text(turn, message)
+    if REPORT.owns(state):
+        await REPORT.on_message(turn, message)
         return
-    if state == ReportState.TOPIC and message.photos:
-        # More photos of an album whose caption started the report: keep them all.
-        refused = await store_photos(turn, message)
-        if refused:
-            turn.say("report.photos_limit", max=MAX_PHOTOS)
-        return
-    if state == ReportState.PHOTOS:
-        await take_photos(turn, message)
-        return
-    if state == ReportState.PLACE:
-        await take_place(turn, message)
-        return
-    if state in (ReportState.CONFIRM, ReportState.EDIT, PrivacyState.FORGET_CONFIRM,
-                 ConsentState.ASKED):
+    if state in (PrivacyState.FORGET_CONFIRM, ConsentState.ASKED):
         turn.say("input.use_buttons")
         turn.reply(prompt_for(turn))
         return
@@ -193,10 +175,7 @@ async def on_content(turn: Turn, message: IncomingMessage) -> None:
     if message.text and not text_fits(turn, message.text):
         return
     if message.text or message.photos:
-        data = {"text": message.text.strip()} if message.text else {}
-        turn.dialog.set(ReportState.TOPIC, data, now=turn.now)
-        await store_photos(turn, message)  # a photo with a caption keeps both
-        next_step(turn)
+        await start_with_message(turn, message)
         return
     turn.reply(menu_reply(turn, "menu.prompt"))
 

@@ -1,7 +1,11 @@
-"""The citizen's report: the steps (topic, text, photos, place), the confirmation with edit,
-cancel, and the registration. Each step's prompt says what it accepts."""
+"""The citizen's report: the step table (topic, text, photos, place) run by the wizard, the
+confirmation with edit, the report's buttons, and the registration. Each step's prompt says what
+it accepts."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from handlers.citizen.common import main_menu, menu_reply
 from handlers.citizen.payloads import (
@@ -10,12 +14,12 @@ from handlers.citizen.payloads import (
     ChooseTopic,
     Confirm,
     ConfirmAction,
-    Edit,
     Photos,
     PhotosAction,
     ReportField,
     SkipPlace,
 )
+from handlers.citizen.payloads import Edit as EditField
 from handlers.citizen.states import ReportState
 from handlers.citizen.topic_choice import (
     best_suggestion,
@@ -27,15 +31,15 @@ from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date, map_link
 from handlers.items import NewItem
 from handlers.limits import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
-from handlers.photos import discard_unsent, store_photos
+from handlers.photos import store_photos
 from handlers.registration import register
 from handlers.routing import Router
 from handlers.rules.deadlines import Kind
 from handlers.rules.lifecycle import Actor
 from handlers.turn import Turn
+from handlers.wizard import Accepts, Edit, Step, Wizard, text_length
 
 ADDRESS_MIN, ADDRESS_MAX = 3, 500
-REPORT_STATES = tuple(ReportState)
 
 
 def topic_buttons(turn: Turn) -> list[list[Button]]:
@@ -45,42 +49,36 @@ def topic_buttons(turn: Turn) -> list[list[Button]]:
     return [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
 
 
-def cancel_row(turn: Turn) -> list[Button]:
-    return [Button(turn.t("button.cancel"), CancelReport().pack())]
+def cancel_button(turn: Turn) -> Button:
+    return Button(turn.t("button.cancel"), CancelReport().pack())
 
 
-def prompt(turn: Turn) -> Reply:
-    """What the current step of the report accepts."""
+# ---------------------------------------------------------------------------------------------
+# Prompts (the wizard adds the cancel row)
+
+def ask_topic(turn: Turn) -> Reply:
+    if turn.dialog.data.get("text"):  # the citizen wrote first: the suggestions lead
+        return topic_screen(turn)
+    return Reply(turn.t("report.ask_topic"), buttons=topic_buttons(turn))
+
+
+def ask_text(turn: Turn) -> Reply:
+    return Reply(turn.t("report.ask_text", min=TEXT_MIN, max=TEXT_MAX))
+
+
+def ask_photos(turn: Turn) -> Reply:
     t = turn.t
-    state, data = turn.dialog.state, turn.dialog.data
-    if state == ReportState.TOPIC:
-        if data.get("text"):  # the citizen wrote first: the suggestions lead
-            return topic_screen(turn, cancel_row(turn))
-        return Reply(t("report.ask_topic"), buttons=[*topic_buttons(turn), cancel_row(turn)])
-    if state == ReportState.TEXT:
-        return Reply(t("report.ask_text", min=TEXT_MIN, max=TEXT_MAX), buttons=[cancel_row(turn)])
-    if state == ReportState.PHOTOS:
-        count = len(data.get("photos", []))
-        key = "report.ask_photos_more" if count else "report.ask_photos"
-        action = PhotosAction.DONE if count else PhotosAction.SKIP
-        label = t("button.done") if count else t("button.skip")
-        return Reply(t(key, count=count, max=MAX_PHOTOS),
-                     buttons=[[Button(label, Photos(action).pack())], cancel_row(turn)])
-    if state == ReportState.PLACE:
-        return Reply(t("report.ask_place"),
-                     buttons=[[Button(t("button.skip"), SkipPlace().pack())], cancel_row(turn)])
-    if state == ReportState.CONFIRM:
-        return confirm_reply(turn)
-    if state == ReportState.EDIT:
-        def edit(key: str, field: ReportField) -> Button:
-            return Button(t(key), Edit(field).pack())
-        return Reply(t("report.edit_what"), buttons=[
-            [edit("report.field.topic", ReportField.TOPIC),
-             edit("report.field.text", ReportField.TEXT)],
-            [edit("report.field.photos", ReportField.PHOTOS),
-             edit("report.field.place", ReportField.PLACE)],
-            [edit("button.back", ReportField.BACK)]])
-    return menu_reply(turn, "menu.prompt")
+    count = len(turn.dialog.data.get("photos", []))
+    key = "report.ask_photos_more" if count else "report.ask_photos"
+    action = PhotosAction.DONE if count else PhotosAction.SKIP
+    label = t("button.done") if count else t("button.skip")
+    return Reply(t(key, count=count, max=MAX_PHOTOS),
+                 buttons=[[Button(label, Photos(action).pack())]])
+
+
+def ask_place(turn: Turn) -> Reply:
+    return Reply(turn.t("report.ask_place"),
+                 buttons=[[Button(turn.t("button.skip"), SkipPlace().pack())]])
 
 
 def confirm_reply(turn: Turn) -> Reply:
@@ -93,46 +91,42 @@ def confirm_reply(turn: Turn) -> Reply:
              photos=len(data.get("photos", [])), place=place)
     return Reply(text, title=t("report.confirm.title"), buttons=[
         [Button(t("button.send"), Confirm(ConfirmAction.SEND).pack())],
-        [Button(t("button.edit"), Confirm(ConfirmAction.EDIT).pack()), cancel_row(turn)[0]]])
+        [Button(t("button.edit"), Confirm(ConfirmAction.EDIT).pack()), cancel_button(turn)]])
 
 
-def next_step(turn: Turn) -> None:
-    """Move to the first step still missing, or to the confirmation (also after an edit)."""
-    data = turn.dialog.data
-    if (data.get("editing") or data.get("place_done")) and "topic" in data and "text" in data:
-        turn.dialog.set(ReportState.CONFIRM, data, now=turn.now)
-        turn.reply(prompt(turn))
-        return
-    if "topic" not in data:
-        state = ReportState.TOPIC
-    elif "text" not in data:
-        state = ReportState.TEXT
-    elif not data.get("photos_done"):
-        state = ReportState.PHOTOS
-    elif not data.get("place_done"):
-        state = ReportState.PLACE
-    else:
-        state = ReportState.CONFIRM
-    if state == ReportState.TOPIC:
-        remember_suggestions(turn, data)
-    turn.dialog.set(state, data, now=turn.now)
-    turn.reply(prompt(turn))
+def edit_reply(turn: Turn) -> Reply:
+    t = turn.t
+
+    def edit(key: str, field: ReportField) -> Button:
+        return Button(t(key), EditField(field).pack())
+    return Reply(t("report.edit_what"), buttons=[
+        [edit("report.field.topic", ReportField.TOPIC),
+         edit("report.field.text", ReportField.TEXT)],
+        [edit("report.field.photos", ReportField.PHOTOS),
+         edit("report.field.place", ReportField.PLACE)],
+        [edit("button.back", ReportField.BACK)]])
 
 
-async def start_report(turn: Turn, data: dict[str, object]) -> None:
-    turn.dialog.set(ReportState.TOPIC, data, now=turn.now)
-    next_step(turn)
-
+# ---------------------------------------------------------------------------------------------
+# Inputs
 
 def text_fits(turn: Turn, text: str) -> bool:
-    length = len(text.strip())
-    if length < TEXT_MIN:
-        turn.say("report.text_too_short", min=TEXT_MIN, length=length)
-        return False
-    if length > TEXT_MAX:
-        turn.say("report.text_too_long", max=TEXT_MAX, length=length)
-        return False
-    return True
+    invalid = text_length(text.strip())
+    if invalid is not None:
+        turn.say(invalid.key, **invalid.args)
+    return invalid is None
+
+
+async def take_topic_step(turn: Turn, message: IncomingMessage) -> None:
+    if message.text:  # a new text while the topic is asked: it replaces the text
+        await take_text(turn, message)
+    elif message.photos:
+        # More photos of an album whose caption started the report: keep them all.
+        refused = await store_photos(turn, message)
+        if refused:
+            turn.say("report.photos_limit", max=MAX_PHOTOS)
+    else:
+        turn.reply(menu_reply(turn, "menu.prompt"))
 
 
 async def take_text(turn: Turn, message: IncomingMessage) -> None:
@@ -141,15 +135,15 @@ async def take_text(turn: Turn, message: IncomingMessage) -> None:
             await store_photos(turn, message)
             turn.say("report.photo_kept_need_text")
             return
-        turn.reply(prompt(turn))
+        WIZARD.show(turn)
         return
     if not text_fits(turn, message.text):
-        turn.reply(prompt(turn))
+        WIZARD.show(turn)
         return
     turn.dialog.update(turn.now, text=message.text.strip())
     if message.photos:
         await store_photos(turn, message)
-    next_step(turn)
+    WIZARD.advance(turn)
 
 
 async def take_photos(turn: Turn, message: IncomingMessage) -> None:
@@ -160,35 +154,82 @@ async def take_photos(turn: Turn, message: IncomingMessage) -> None:
             turn.dialog.set(ReportState.PLACE, turn.dialog.data, now=turn.now)
             await take_place(turn, message)
             return
-        turn.reply(prompt(turn))
+        WIZARD.show(turn)
         return
     refused = await store_photos(turn, message)
     count = len(turn.dialog.data.get("photos", []))
     if refused:
         turn.say("report.photos_limit", max=MAX_PHOTOS)
     if count >= MAX_PHOTOS:
-        turn.dialog.update(turn.now, photos_done=True)
-        next_step(turn)
+        WIZARD.fill(turn, photos_done=True)
         return
-    turn.reply(prompt(turn))
+    WIZARD.show(turn)
 
 
 async def take_place(turn: Turn, message: IncomingMessage) -> None:
     if message.location is not None:
-        turn.dialog.update(turn.now, lat=message.location.latitude,
-                           lon=message.location.longitude, address=None, place_done=True)
-        next_step(turn)
+        WIZARD.fill(turn, lat=message.location.latitude, lon=message.location.longitude,
+                    address=None, place_done=True)
         return
     address = (message.text or "").strip()
     if not address:
-        turn.reply(prompt(turn))
+        WIZARD.show(turn)
         return
     if not ADDRESS_MIN <= len(address) <= ADDRESS_MAX:
         turn.say("report.address_length", min=ADDRESS_MIN, max=ADDRESS_MAX)
-        turn.reply(prompt(turn))
+        WIZARD.show(turn)
         return
-    turn.dialog.update(turn.now, address=address, lat=None, lon=None, place_done=True)
-    next_step(turn)
+    WIZARD.fill(turn, address=address, lat=None, lon=None, place_done=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+
+def flag(key: str) -> Callable[[dict[str, Any]], bool]:
+    """A step done when its key is true (photos and place are done even when skipped)."""
+    return lambda data: bool(data.get(key))
+
+
+WIZARD = Wizard(
+    steps=(
+        Step(ReportState.TOPIC, "topic", ask_topic, Accepts.TEXT | Accepts.PHOTO | Accepts.BUTTON,
+             take=take_topic_step, enter=remember_suggestions),
+        Step(ReportState.TEXT, "text", ask_text, Accepts.TEXT | Accepts.PHOTO, take=take_text),
+        # A text or a location instead of photos is the place: photos are skipped.
+        Step(ReportState.PHOTOS, "photos_done", ask_photos, Accepts.PHOTO | Accepts.BUTTON
+             | Accepts.TEXT | Accepts.LOCATION,
+             take=take_photos, done=flag("photos_done")),
+        Step(ReportState.PLACE, "place_done", ask_place, Accepts.TEXT | Accepts.LOCATION,
+             take=take_place, done=flag("place_done")),
+    ),
+    confirm_state=ReportState.CONFIRM, edit_state=ReportState.EDIT, confirm=confirm_reply,
+    edit_screen=edit_reply, cancel_button=cancel_button,
+    lost=lambda turn: menu_reply(turn, "menu.prompt"),
+    edits={
+        # Changing the topic: the full screen, not the question.
+        ReportField.TOPIC: Edit(("topic",), {"suggestion_declined": True}, ReportState.TOPIC),
+        ReportField.TEXT: Edit(("text",), goto=ReportState.TEXT),
+        ReportField.PHOTOS: Edit(goto=ReportState.PHOTOS),
+        ReportField.PLACE: Edit(goto=ReportState.PLACE),
+        ReportField.BACK: Edit(goto=ReportState.CONFIRM),
+    })
+
+
+async def start_report(turn: Turn, data: dict[str, object]) -> None:
+    WIZARD.start(turn, data)
+
+
+async def start_with_message(turn: Turn, message: IncomingMessage) -> None:
+    """A citizen who starts by writing is asked for the topic afterwards, text kept."""
+    data = {"text": message.text.strip()} if message.text else {}
+    turn.dialog.set(ReportState.TOPIC, data, now=turn.now)
+    await store_photos(turn, message)  # a photo with a caption keeps both
+    WIZARD.advance(turn)
+
+
+async def cancel_dialog(turn: Turn) -> None:
+    """Forget a half-done report, including photos already saved for it."""
+    await WIZARD.cancel(turn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,11 +247,8 @@ async def on_cancel(turn: Turn, payload: CancelReport) -> bool:
 
 @router.on(ChooseTopic)
 async def on_topic(turn: Turn, payload: ChooseTopic) -> bool:
-    if turn.dialog.state != ReportState.TOPIC or payload.topic not in turn.services.org.topic_by_id:
-        return False
-    turn.dialog.update(turn.now, topic=payload.topic)
-    next_step(turn)
-    return True
+    return (payload.topic in turn.services.org.topic_by_id
+            and WIZARD.answer(turn, "topic", payload.topic))
 
 
 @router.on(AllTopics)
@@ -218,69 +256,35 @@ async def on_all_topics(turn: Turn, payload: AllTopics) -> bool:
     if turn.dialog.state != ReportState.TOPIC:
         return False
     decline_guess(turn)
-    turn.reply(prompt(turn))
+    WIZARD.show(turn)
     return True
 
 
 @router.on(Photos)
 async def on_photos_done(turn: Turn, payload: Photos) -> bool:
-    if turn.dialog.state != ReportState.PHOTOS:
-        return False
-    turn.dialog.update(turn.now, photos_done=True)
-    next_step(turn)
-    return True
+    return WIZARD.answer(turn, "photos_done", True)
 
 
 @router.on(SkipPlace)
 async def on_skip_place(turn: Turn, payload: SkipPlace) -> bool:
     if turn.dialog.state != ReportState.PLACE:
         return False
-    turn.dialog.update(turn.now, address=None, lat=None, lon=None, place_done=True)
-    next_step(turn)
-    return True
+    return WIZARD.fill(turn, address=None, lat=None, lon=None, place_done=True)
 
 
 @router.on(Confirm)
 async def on_confirm(turn: Turn, payload: Confirm) -> bool:
+    if payload.action is ConfirmAction.EDIT:
+        return WIZARD.to_edit(turn)
     if turn.dialog.state != ReportState.CONFIRM:
         return False
-    if payload.action is ConfirmAction.SEND:
-        await submit_report(turn)
-    else:
-        turn.dialog.set(ReportState.EDIT, turn.dialog.data, now=turn.now)
-        turn.reply(prompt(turn))
+    await submit_report(turn)
     return True
 
 
-@router.on(Edit)
-async def on_edit(turn: Turn, payload: Edit) -> bool:
-    if turn.dialog.state != ReportState.EDIT:
-        return False
-    data = turn.dialog.data
-    data["editing"] = True
-    field = payload.field
-    if field is ReportField.BACK:
-        turn.dialog.set(ReportState.CONFIRM, data, now=turn.now)
-    elif field is ReportField.TOPIC:
-        data.pop("topic", None)
-        data["suggestion_declined"] = True  # changing it: the full screen, not the question
-        turn.dialog.set(ReportState.TOPIC, data, now=turn.now)
-    elif field is ReportField.TEXT:
-        data.pop("text", None)
-        turn.dialog.set(ReportState.TEXT, data, now=turn.now)
-    elif field is ReportField.PHOTOS:
-        turn.dialog.set(ReportState.PHOTOS, data, now=turn.now)
-    else:
-        turn.dialog.set(ReportState.PLACE, data, now=turn.now)
-    turn.reply(prompt(turn))
-    return True
-
-
-async def cancel_dialog(turn: Turn) -> None:
-    """Forget a half-done report, including photos already saved for it."""
-    if turn.dialog.state in REPORT_STATES:
-        await discard_unsent(turn, turn.dialog.data.get("photos", []))
-    turn.dialog.reset(turn.now)
+@router.on(EditField)
+async def on_edit(turn: Turn, payload: EditField) -> bool:
+    return WIZARD.edit(turn, payload.field)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,14 +56,15 @@ def best_suggestion(data: dict[str, Any]) -> tuple[str | None, float | None]:
     return (str(pairs[0][0]), float(pairs[0][1])) if pairs else (None, None)
 
 
-def topic_screen(turn: Turn, cancel_row: list[Button]) -> Reply:
+def topic_screen(turn: Turn) -> Reply:
+    """The topic step's prompt when the text came first (the wizard adds the cancel row)."""
     t, org, data = turn.t, turn.services.org, turn.dialog.data
     guess = confident(data)
     if guess is not None:
         return Reply(t("report.topic_guess", topic=org.topic_by_id[guess].label(t.locale)),
                      buttons=[[Button(t("report.topic_yes"), ChooseTopic(guess).pack()),
                                Button(t("report.topic_other"),
-                                      AllTopics().pack())], cancel_row])
+                                      AllTopics().pack())]])
     first = starred(data)
     rows = [[Button(STAR + org.topic_by_id[topic].label(t.locale),
                     ChooseTopic(topic).pack())] for topic in first]
@@ -71,7 +72,7 @@ def topic_screen(turn: Turn, cancel_row: list[Button]) -> Reply:
             for topic in org.topics if topic.id not in first]
     rows += [rest[i:i + 2] for i in range(0, len(rest), 2)]
     key = "report.ask_topic_suggested" if first else "report.ask_topic"
-    return Reply(t(key), buttons=[*rows, cancel_row])
+    return Reply(t(key), buttons=rows)
 
 
 def decline_guess(turn: Turn) -> None:
