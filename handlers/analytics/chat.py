@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from handlers.analytics.chart import render_chart
@@ -44,7 +45,11 @@ from storage.stats import Period
 PREFIX = Sections.tag.split(":")[0]  # the feature's payloads: "st:..."
 # Charts and workbooks are sent at once; two days later nobody needs the files.
 REPORT_RETENTION = timedelta(days=2)
-DATES_STATE = "stats_dates"
+class StatsState(StrEnum):
+    DATES = "stats_dates"  # waiting for a typed period
+
+
+DATES_STATE = StatsState.DATES
 # matplotlib's rc_context is process-global: one chart at a time.
 _render_lock = threading.Lock()
 

@@ -8,6 +8,7 @@ The dialog data is a dict in the persisted dialog state; a step is done when its
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from handlers.events import Button, IncomingMessage, Reply
@@ -27,10 +28,30 @@ from handlers.topics import suggest_now
 from handlers.turn import Turn
 from handlers.wizard import Accepts, Edit, Invalid, Step, Wizard, text_length
 
+
+class RegisterState(StrEnum):
+    """Where an operator is in /register (stored as its value)."""
+
+    CHANNEL = "reg_channel"
+    KIND = "reg_kind"
+    EXTERNAL = "reg_external"
+    RECEIVED = "reg_received"
+    NAME = "reg_name"
+    PHONE = "reg_phone"
+    EMAIL = "reg_email"
+    POSTAL = "reg_postal"
+    LINK = "reg_link"
+    TEXT = "reg_text"
+    TOPIC = "reg_topic"
+    PHOTOS = "reg_photos"
+    CONFIRM = "reg_confirm"
+    EDIT = "reg_edit"
+
+
 PREFIX = RegisterButton.tag  # button payloads "r:..."
 STATE_PREFIX = "reg_"
-CONFIRM = "reg_confirm"
-EDIT = "reg_edit"
+S = RegisterState
+CONFIRM, EDIT = S.CONFIRM, S.EDIT
 # A typed time of receipt older than this is almost surely a typo in the year.
 OLDEST_RECEIPT = timedelta(days=366)
 
@@ -283,21 +304,21 @@ def optional(data: dict[str, Any]) -> bool:
 
 BUTTON = Accepts.BUTTON
 STEPS = (
-    Step("reg_channel", "channel", ask_channel, BUTTON),
-    Step("reg_kind", "kind", ask_kind, BUTTON),
-    Step("reg_external", "external", ask_external, check=check_external,
+    Step(S.CHANNEL, "channel", ask_channel, BUTTON),
+    Step(S.KIND, "kind", ask_kind, BUTTON),
+    Step(S.EXTERNAL, "external", ask_external, check=check_external,
          skippable=lambda data: not numbered(data)),
-    Step("reg_received", "received", ask_received, Accepts.TEXT | BUTTON, check=check_received),
-    Step("reg_name", "name", ask_name, check=check_name, skippable=optional),
-    Step("reg_phone", "phone", ask("register.ask_phone"), check=check_phone, skippable=optional),
-    Step("reg_email", "email", ask("register.ask_email"), check=check_email, skippable=optional),
-    Step("reg_postal", "postal_address", ask_postal, check=check_postal, skippable=optional),
-    Step("reg_link", "post_url", ask("register.ask_link"), check=check_url, applies=incident,
+    Step(S.RECEIVED, "received", ask_received, Accepts.TEXT | BUTTON, check=check_received),
+    Step(S.NAME, "name", ask_name, check=check_name, skippable=optional),
+    Step(S.PHONE, "phone", ask("register.ask_phone"), check=check_phone, skippable=optional),
+    Step(S.EMAIL, "email", ask("register.ask_email"), check=check_email, skippable=optional),
+    Step(S.POSTAL, "postal_address", ask_postal, check=check_postal, skippable=optional),
+    Step(S.LINK, "post_url", ask("register.ask_link"), check=check_url, applies=incident,
          skippable=optional),
-    Step("reg_text", "text", ask("register.ask_text", min=TEXT_MIN, max=TEXT_MAX),
+    Step(S.TEXT, "text", ask("register.ask_text", min=TEXT_MIN, max=TEXT_MAX),
          Accepts.TEXT | Accepts.PHOTO, take=take_text),
-    Step("reg_topic", "topic", ask_topic, BUTTON),
-    Step("reg_photos", "photos_done", ask_photos, Accepts.PHOTO | BUTTON, take=take_photos,
+    Step(S.TOPIC, "topic", ask_topic, BUTTON),
+    Step(S.PHOTOS, "photos_done", ask_photos, Accepts.PHOTO | BUTTON, take=take_photos,
          skippable=optional, skip_value=True, offer_skip=False),
 )
 # What the edit screen offers, and which keys each choice clears.

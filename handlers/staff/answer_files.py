@@ -3,6 +3,8 @@ recorded during it."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,7 +12,12 @@ from handlers.events import IncomingMessage
 from handlers.turn import Turn
 from storage.models import Account, Attachment, DialogState, Staff
 
-ANSWER_INPUT = "staff_input"  # the dialog state of a typed input after a card button
+
+class StaffState(StrEnum):
+    INPUT = "staff_input"  # a typed input after a card button (an answer, a question…)
+
+
+ANSWER_INPUT = StaffState.INPUT
 
 
 async def wants_answer_document(session: AsyncSession, message: IncomingMessage) -> bool:
