@@ -70,10 +70,6 @@ class Lanes:
                 done.cancel()
             self._queues.pop(key, None)
 
-    @property
-    def busy(self) -> int:
-        return sum(len(queue) for queue in self._queues.values())
-
     async def drain(self, timeout: float) -> bool:
         """Wait for the queued jobs to finish; True when all did."""
         loop = asyncio.get_running_loop()
@@ -127,7 +123,3 @@ class AckFloor:
         if self._in_flight:
             return min(self._in_flight)
         return (self._highest + 1) if self._highest is not None else 0
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)

@@ -40,15 +40,19 @@ def test_coordinates_outside_the_earth_are_no_location():
         assert Location.checked(latitude, longitude) is None
 
 
+async def at_the_photo_step(anna: TgUser) -> TgUser:
+    await anna.say("/start")
+    await anna.click("Согласен")
+    await anna.say(REPORT)
+    await anna.click("Жилищно")
+    await anna.say("Протекает крыша над третьим подъездом уже неделю")
+    return anna
+
+
 async def test_an_oversized_photo_gets_a_clear_answer_and_is_not_downloaded(
         tg: FakeTelegramServer, settings, core, services) -> None:  # noqa: F811
     async with running(settings, core, tg) as (_, processed):
-        anna = TgUser(tg, processed, 510)
-        await anna.say("/start")
-        await anna.click("Согласен")
-        await anna.say(REPORT)
-        await anna.click("Жилищно")
-        await anna.say("Протекает крыша над третьим подъездом уже неделю")
+        anna = await at_the_photo_step(TgUser(tg, processed, 510))
         big = PHOTO[:-2] + b"\x00" * (11 * 1024 * 1024) + PHOTO[-2:]
         answer = await anna.say(photo=big)
         assert any("слишком большое" in (r.text or "") for r in answer)
@@ -59,12 +63,7 @@ async def test_an_oversized_photo_gets_a_clear_answer_and_is_not_downloaded(
 async def test_an_impossible_location_is_refused_in_the_dialog(
         tg: FakeTelegramServer, settings, core, services) -> None:  # noqa: F811
     async with running(settings, core, tg) as (_, processed):
-        anna = TgUser(tg, processed, 511)
-        await anna.say("/start")
-        await anna.click("Согласен")
-        await anna.say(REPORT)
-        await anna.click("Жилищно")
-        await anna.say("Протекает крыша над третьим подъездом уже неделю")
+        anna = await at_the_photo_step(TgUser(tg, processed, 511))
         await anna.click("Пропустить")
         answer = await anna.say(location=(999.0, 142.9))
         assert any("геопозицию" in (r.text or "") for r in answer)
