@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     # SQLite: seconds a statement waits for another connection's lock (busy_timeout).
     sqlite_busy_timeout: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
+    # "text": one line per event; "json": one JSON object per line (for log collectors).
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    # Webhook deployments (`mcu serve`): the public https address nginx answers on, and the
+    # secret Telegram sends back in X-Telegram-Bot-Api-Secret-Token.
+    public_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_path: str = "/telegram/webhook"
+    # /healthz and /metrics (and the webhooks under `mcu serve`); `mcu run` serves them only
+    # when serve_port is set.
+    serve_host: str = "127.0.0.1"
+    serve_port: int | None = None
 
     @field_validator("timezone")
     @classmethod
