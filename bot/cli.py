@@ -417,6 +417,9 @@ def build_parser() -> Parser:
     add_import_parser(commands)
     add_privacy_parser(commands)
     add_topics_parser(commands)
+    from bot.backup_cli import add_backup_parsers
+
+    add_backup_parsers(commands)
     return parser
 
 
