@@ -59,7 +59,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("telegram_token", "vk_token", mode="before")
+    @field_validator("telegram_token", "vk_token", "vk_group_id", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
