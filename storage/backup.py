@@ -206,7 +206,7 @@ def live_leases(database: Path, now: datetime | None = None) -> list[Lease]:
     connection = sqlite3.connect(database, timeout=BUSY_TIMEOUT)
     try:
         rows = connection.execute("SELECT name, holder, expires_at FROM leases").fetchall()
-    except sqlite3.OperationalError:  # no leases table: never migrated that far
+    except sqlite3.DatabaseError:  # no leases table, or a damaged file nobody can run on
         return []
     finally:
         connection.close()
@@ -227,7 +227,11 @@ def open_elsewhere(database: Path) -> bool:
         return False
     import fcntl
 
-    descriptor = os.open(shm, os.O_RDWR)
+    try:
+        descriptor = os.open(shm, os.O_RDWR)
+    except OSError as error:
+        raise BackupError(f"cannot tell whether {database} is in use ({error}); run this as "
+                          "the user the bot runs as") from error
     try:
         try:
             fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128, os.SEEK_SET)
@@ -248,10 +252,17 @@ def restore_sqlite(backup: Path, database: Path, *, now: datetime | None = None)
     kept: Path | None = None
     if database.exists():
         kept = database.with_name(f"{database.name}.before-restore-{stamp}")
-        # Through the backup API, not a rename: the -wal may hold committed transactions the
-        # main file does not have yet.
-        copy_database(_connect(database), kept)
-        _fsync(kept)
+        try:
+            # Through the backup API, not a rename: the -wal may hold committed transactions
+            # the main file does not have yet.
+            copy_database(_connect(database), kept)
+            _fsync(kept)
+        except sqlite3.DatabaseError:
+            # Damaged (often the reason for a restore): keep its files as they are.
+            _remove(kept)
+            for suffix in ("", "-wal"):
+                if Path(f"{database}{suffix}").exists():
+                    os.replace(f"{database}{suffix}", f"{kept}{suffix}")
     partial = database.with_name(database.name + ".restore.tmp")
     _remove(partial)
     immutable = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro&immutable=1", uri=True)

@@ -309,3 +309,16 @@ def test_postgresql_prints_the_pg_dump_command_without_the_password(tmp_path: Pa
             "--clean --if-exists --no-owner --single-transaction /var/backups/mcu/mcu.dump"
             ) in restore.stdout
     assert "s3cret-pass" not in restore.stdout + restore.stderr
+
+
+def test_restore_over_a_damaged_database_keeps_its_files(tmp_path: Path) -> None:
+    database = tmp_path / "mcu.sqlite3"
+    first = asyncio.run(register_items(f"sqlite+aiosqlite:///{database}", tmp_path / "data", 2))
+    assert mcu(tmp_path, "backup", "b.sqlite3").returncode == 0
+    damaged = b"SQLite format 3\0" + b"\xde\xad" * 4000
+    database.write_bytes(damaged)
+    restored = mcu(tmp_path, "restore", "b.sqlite3")
+    assert restored.returncode == 0, restored.stderr
+    assert numbers_in(database) == first
+    [kept] = tmp_path.glob("mcu.sqlite3.before-restore-*")
+    assert kept.read_bytes() == damaged
