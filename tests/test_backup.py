@@ -34,6 +34,7 @@ def mcu(tmp_path: Path, *args: str, url: str | None = None) -> subprocess.Comple
     env = {key: value for key, value in os.environ.items() if not key.startswith("MCU_")}
     env["MCU_DATABASE_URL"] = url or f"sqlite+aiosqlite:///{tmp_path / 'mcu.sqlite3'}"
     env["MCU_DATA_DIR"] = str(tmp_path / "data")
+    env["PYTHONPATH"] = str(ROOT)
     # cwd: no .env of the checkout is read.
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
