@@ -13,8 +13,9 @@ harms nothing.
   The holder checks its connection every few seconds; once it fails, leadership is lost and
   the local scheduler stops at once. A standby tries the lock every few seconds, so a
   successor leads within seconds of the leader's death (well inside 30 s).
-- SQLite: a named lease in the `leases` table (storage/leases.py), renewed every 5 s and
-  taken over 20 s after its holder stopped renewing it (at most 25 s with the retry).
+- SQLite: a named lease in the `leases` table (storage/leases.py), renewed at every check
+  (2 s) and taken over 20 s after its holder stopped renewing it (at most 25 s with the
+  standby's retry).
 """
 
 from __future__ import annotations

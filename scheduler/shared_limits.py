@@ -23,7 +23,8 @@ after taking the lock (so entries are ordered as the transactions are), and appe
 its completion is written in another tiny transaction. A chat's spacing is kept in a short-lived
 row of its own (its last send, and a group's sends of the last minute), locked after the
 platform's row (one order, so no deadlocks). Chat rows are keyed by a digest of the chat id,
-hold no content, and are deleted a minute after they stop constraining anything. A 429 (or VK
+hold no content, and are deleted by the first send that comes once they constrain nothing
+any more (a second after a chat's message, a minute after a group's). A 429 (or VK
 error 6) pauses the platform for every process: the pause is written into the platform's row.
 
 One transaction per process and platform asks at a time (a local lock); while the window is
