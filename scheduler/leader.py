@@ -12,7 +12,9 @@ harms nothing.
   when the process dies, even by SIGKILL, the server ends the session and frees the lock.
   The holder checks its connection every few seconds; once it fails, leadership is lost and
   the local scheduler stops at once. A standby tries the lock every few seconds, so a
-  successor leads within seconds of the leader's death (well inside 30 s).
+  successor leads within seconds of the leader's death (well inside 30 s). A leader's machine
+  that dies without closing the connection is noticed by the server through
+  idle_session_timeout (15 s) and TCP keepalives.
 - SQLite: a named lease in the `leases` table (storage/leases.py), renewed at every check
   (2 s) and taken over 20 s after its holder stopped renewing it (at most 25 s with the
   standby's retry).
@@ -45,6 +47,12 @@ LEASE_TTL = timedelta(seconds=20)
 RETRY_EVERY = 5.0  # seconds between a standby's attempts
 CHECK_EVERY = 2.0  # seconds between the leader's checks that it still leads
 CHECK_TIMEOUT = 5.0  # an unanswered check for this long counts as a lost connection
+# A leader whose machine died or was cut off never closes its connection: the server ends a
+# session that stays idle this long (the leader checks every CHECK_EVERY seconds, so a live
+# one never is), which frees the lock well within the 30 s takeover bound. PostgreSQL >= 14.
+SESSION_WATCH = {"idle_session_timeout": "15000",  # milliseconds
+                 "tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
+                 "tcp_keepalives_count": "3"}
 
 
 class Election(ABC):
@@ -70,7 +78,8 @@ class AdvisoryLockElection(Election):
         # NullPool: the connection is ours alone, and closing it really ends the session.
         self._engine: AsyncEngine = create_async_engine(
             database_url, poolclass=NullPool,
-            connect_args={"server_settings": {"application_name": f"mcu-worker:{os.getpid()}"}})
+            connect_args={"server_settings": {"application_name": f"mcu-worker:{os.getpid()}",
+                                              **SESSION_WATCH}})
         self._key = key
         self._connection: AsyncConnection | None = None
 

@@ -40,6 +40,25 @@ async def test_postgres_one_leader_until_its_connection_drops(postgres_url: str)
         await second.close()
 
 
+async def test_postgres_a_silent_leader_loses_the_lock_within_the_takeover_bound(
+        postgres_url: str) -> None:
+    """A leader whose machine froze or was cut off says nothing more: the server ends its
+    idle session (idle_session_timeout) and the lock passes on, well inside 30 s."""
+    silent, successor = AdvisoryLockElection(postgres_url), AdvisoryLockElection(postgres_url)
+    try:
+        assert await silent.campaign()
+        taken = False
+        for _ in range(50):  # a standby's attempts, every half second for 25 s
+            if taken := await successor.campaign():
+                break
+            await asyncio.sleep(0.5)
+        assert taken, "the lock did not pass on within 25 s"
+        assert not await silent.still_leading()
+    finally:
+        await silent.close()
+        await successor.close()
+
+
 async def test_sqlite_lease_passes_on_once_it_expires(sqlite_url: str, tmp_path: Path,
                                                       clock: ManualClock) -> None:
     services = await make_services(sqlite_url, tmp_path / "data", clock)
