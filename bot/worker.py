@@ -23,7 +23,7 @@ from scheduler.leader import election_for, lead
 from scheduler.outbox import OutboxSender
 from scheduler.runner import LeaderScheduler
 from scheduler.shared_limits import deployment_limiter
-from storage.db import create_engine
+from storage.db import create_engine, is_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ async def serve_worker(settings: Settings, stop: asyncio.Event | None = None, *,
     election = election_for(services, settings.database_url, process_identity())
     leadership: asyncio.Task[None] | None = None
     metrics = _serve_metrics(settings)
+    if is_sqlite(settings.database_url):
+        log.warning("SQLite: rate limits are counted in this process only; run one worker "
+                    "(or `mcu run`) per database, or move to PostgreSQL for several")
     try:
         for name, transport in transports.items():
             await transport.open_for_sending()
