@@ -21,6 +21,7 @@ from handlers.files import FileStore
 from handlers.org import load_organisation
 from scheduler.outbox import OutboxSender
 from scheduler.runner import build_scheduler, catch_up
+from scheduler.shared_limits import deployment_limiter
 from storage.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> App:
     engine = create_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     services = build_services(settings, engine, clock)
     core = Core(services)
-    sender = OutboxSender(services)
+    # Every process that sends counts against one window on PostgreSQL (several processes).
+    sender = OutboxSender(services,
+                          limiter=deployment_limiter(services.sessions, settings.database_url))
     services.on_outbox = sender.wake
     app = App(settings=settings, engine=engine, services=services, core=core, sender=sender)
     app.transports = build_transports(settings, core, sender)
@@ -171,7 +174,8 @@ async def serve_scheduler(settings: Settings, stop: asyncio.Event | None = None)
 async def flush_outbox(settings: Settings, services: Services) -> int | None:
     """`mcu jobs run …`: deliver what is due now from this process; None when no messenger
     is configured here (then the running `mcu run` delivers it)."""
-    sender = OutboxSender(services)
+    sender = OutboxSender(services,
+                          limiter=deployment_limiter(services.sessions, settings.database_url))
     sender.transports = transports = build_transports(settings, Core(services), sender)
     if not transports:
         return None

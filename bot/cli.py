@@ -282,6 +282,20 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bot.worker import serve_worker
+    from storage.migrate import upgrade
+
+    settings = load_settings()
+    load_org(settings)
+    if not (settings.telegram_enabled or settings.vk_enabled):
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+    upgrade(settings.database_url)
+    asyncio.run(serve_worker(settings))
+    return 0
+
+
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     from handlers.clock import SystemClock
     from scheduler.jobs import JOBS
@@ -385,6 +399,10 @@ def build_parser() -> Parser:
 
     scheduler = commands.add_parser("scheduler", help="run the scheduler alone (no bots)")
     scheduler.set_defaults(func=cmd_scheduler)
+    worker = commands.add_parser(
+        "worker", help="deliver the outbox and run the scheduler (one leader among all "
+                       "workers); any number of copies on PostgreSQL")
+    worker.set_defaults(func=cmd_worker)
     jobs_commands = command_group(commands, "jobs", "the scheduler's jobs")
     jobs_list = jobs_commands.add_parser("list", help="the jobs with their next run")
     jobs_list.set_defaults(func=cmd_jobs_list)

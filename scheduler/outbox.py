@@ -7,6 +7,12 @@ that caused it. The sender delivers rows chat by chat:
   retry does block the later rows of its chat, so they never overtake it;
 - a row is claimed with a conditional UPDATE (a lease), so two processes never send it at
   once, and a chat is served by one task of a process at a time;
+- on PostgreSQL, where several `mcu worker` copies sweep at once, a sweep claims the head of
+  each chat's due queue with SELECT … FOR UPDATE SKIP LOCKED: the workers divide the chats
+  between them instead of all trying the same ones, and a row another worker is claiming is
+  skipped, never waited for. A claimed head is then renewed by its claim (the exact lease
+  written), so only the sweep that claimed it delivers it, and the chat's later rows follow
+  it in order under the same per-row claims as on SQLite;
 - each visible part of a row (photo, album, text part) is marked as it arrives
   (`parts_sent`), so a retry resumes after it and a part is never sent twice;
 - a delivered row's payload is redacted at once: no personal data stays in sent messages.
@@ -27,12 +33,15 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Executable, func, or_, select, update
+from sqlalchemy import Executable, exists, func, or_, select, update
+from sqlalchemy.orm import aliased
 
 from handlers.context import Services
 from handlers.events import DeliveryError, Progress, Reply
 from handlers.outbox import redacted_payload
 from scheduler.limits import RateLimiter
+from scheduler.metrics import OUTBOX_FAILED, OUTBOX_SENT, RATE_LIMITED
+from scheduler.shared_limits import SharedRateLimiter
 from storage.db import is_transient
 from storage.models import Account, OutboxMessage
 
@@ -43,6 +52,7 @@ RETRY_WINDOW = timedelta(hours=24)
 CHATS_PER_SWEEP = 500
 ROWS_PER_CHAT = 50
 CONCURRENT_CHATS = 16
+CLAIMS_PER_SWEEP = 100  # PostgreSQL: chat heads one sweep claims (the rest is for other workers)
 MARK_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8, 15, 15, 15)  # about a minute in all
 # Replies answer the user who just wrote (in a private chat or a group); the rest are
 # notifications nobody asked for at that moment.
@@ -83,7 +93,8 @@ class MarkNotWritten(Exception):
 
 class OutboxSender:
     def __init__(self, services: Services, transports: Mapping[str, object] | None = None,
-                 limiter: RateLimiter | None = None, idle_interval: float = 5.0) -> None:
+                 limiter: RateLimiter | SharedRateLimiter | None = None,
+                 idle_interval: float = 5.0) -> None:
         self.services = services
         self.transports: Mapping[str, object] = transports or {}
         self.limiter = limiter or RateLimiter()
@@ -95,6 +106,8 @@ class OutboxSender:
         # Platforms whose last delivery failed transiently: the first success after that
         # makes the waiting rows due at once instead of after their back-off.
         self._degraded: set[str] = set()
+        # PostgreSQL: chat heads this process's sweep claimed, with the lease it wrote.
+        self._claimed: dict[int, datetime] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -127,24 +140,80 @@ class OutboxSender:
     async def sweep(self, now: datetime | None = None) -> int:
         """Deliver what is due in every chat; returns how many rows were delivered."""
         now = now or self.services.now()
-        async with self.services.sessions() as session:
-            chats = (await session.execute(
-                select(OutboxMessage.platform, OutboxMessage.chat_id)
-                .where(OutboxMessage.status == "pending",
-                       OutboxMessage.platform.in_(list(self.transports)),
-                       OutboxMessage.not_before <= now,
-                       OutboxMessage.next_attempt_at <= now,
-                       or_(OutboxMessage.claimed_until.is_(None),
-                           OutboxMessage.claimed_until < now))
-                .group_by(OutboxMessage.platform, OutboxMessage.chat_id)
-                .order_by(func.min(OutboxMessage.id)).limit(CHATS_PER_SWEEP))).all()
+        if self._postgres:
+            chats = await self._claim_heads(now)
+        else:
+            async with self.services.sessions() as session:
+                chats = [(p, c) for p, c in (await session.execute(
+                    select(OutboxMessage.platform, OutboxMessage.chat_id)
+                    .where(OutboxMessage.status == "pending",
+                           OutboxMessage.platform.in_(list(self.transports)),
+                           OutboxMessage.not_before <= now,
+                           OutboxMessage.next_attempt_at <= now,
+                           or_(OutboxMessage.claimed_until.is_(None),
+                               OutboxMessage.claimed_until < now))
+                    .group_by(OutboxMessage.platform, OutboxMessage.chat_id)
+                    .order_by(func.min(OutboxMessage.id)).limit(CHATS_PER_SWEEP))).all()]
         gate = asyncio.Semaphore(CONCURRENT_CHATS)
 
         async def serve(platform: str, chat_id: str) -> int:
             async with gate:
                 return await self.deliver_chat(platform, chat_id, now)
 
-        return sum(await asyncio.gather(*(serve(p, c) for p, c in chats)))
+        try:
+            return sum(await asyncio.gather(*(serve(p, c) for p, c in chats)))
+        finally:
+            if self._claimed:  # heads claimed but not served (a stop): free them now
+                await asyncio.shield(self._unclaim_heads())
+
+    @property
+    def _postgres(self) -> bool:
+        bind = self.services.sessions.kw.get("bind")
+        return bind is not None and bind.dialect.name == "postgresql"
+
+    async def _claim_heads(self, now: datetime) -> list[tuple[str, str]]:
+        """PostgreSQL: claim the first due row of chats no other worker is serving, skipping
+        rows another transaction has locked; returns those chats, oldest first."""
+        if not self.transports:
+            return []
+        earlier = aliased(OutboxMessage)
+        lease = max(now, self.services.now()) + LEASE
+        async with self.services.sessions() as session, session.begin():
+            heads = (await session.execute(
+                select(OutboxMessage.id, OutboxMessage.platform, OutboxMessage.chat_id)
+                .where(OutboxMessage.status == "pending",
+                       OutboxMessage.platform.in_(list(self.transports)),
+                       OutboxMessage.not_before <= now,
+                       OutboxMessage.next_attempt_at <= now,
+                       or_(OutboxMessage.claimed_until.is_(None),
+                           OutboxMessage.claimed_until < now),
+                       # the head of its chat's due queue: no earlier due row is pending
+                       ~exists().where(earlier.platform == OutboxMessage.platform,
+                                       earlier.chat_id == OutboxMessage.chat_id,
+                                       earlier.status == "pending",
+                                       earlier.not_before <= now,
+                                       earlier.id < OutboxMessage.id))
+                .order_by(OutboxMessage.id).limit(CLAIMS_PER_SWEEP)
+                .with_for_update(skip_locked=True))).all()
+            if not heads:
+                return []
+            await session.execute(update(OutboxMessage)
+                                  .where(OutboxMessage.id.in_([h.id for h in heads]))
+                                  .values(claimed_until=lease))
+        for head in heads:
+            self._claimed[head.id] = lease
+        return [(head.platform, head.chat_id) for head in heads]
+
+    async def _unclaim_heads(self) -> None:
+        claimed, self._claimed = self._claimed, {}
+        try:
+            async with self.services.sessions() as session, session.begin():
+                for row_id, lease in claimed.items():
+                    await session.execute(update(OutboxMessage).where(
+                        OutboxMessage.id == row_id, OutboxMessage.claimed_until == lease)
+                        .values(claimed_until=None))
+        except Exception as error:  # they expire by themselves after LEASE
+            log.warning("outbox: claims not released (%s)", type(error).__name__)
 
     async def deliver_chat(self, platform: str, chat_id: str,
                            now: datetime | None = None) -> int:
@@ -183,13 +252,26 @@ class OutboxSender:
                 .order_by(OutboxMessage.id).limit(ROWS_PER_CHAT))).all())
 
     async def _claim(self, row_id: int, now: datetime) -> bool:
+        # The lease runs from the real time: a sweep's `now` may be minutes old by the time a
+        # long chat queue reaches this row, and a lease already expired would let another
+        # process send the row again.
+        now = max(now, self.services.now())
+        mine = self._claimed.pop(row_id, None)
         async with self.services.sessions() as session, session.begin():
+            unclaimed = or_(OutboxMessage.claimed_until.is_(None),
+                            OutboxMessage.claimed_until < now)
+            if mine is not None:  # our sweep claimed this head: renew exactly that claim
+                unclaimed = or_(unclaimed, OutboxMessage.claimed_until == mine)
+            condition = (OutboxMessage.id == row_id, OutboxMessage.status == "pending",
+                         unclaimed)
+            if self._postgres:
+                # Never wait for a row another worker is claiming at this moment: skip it.
+                locked = await session.scalar(select(OutboxMessage.id).where(*condition)
+                                              .with_for_update(skip_locked=True))
+                if locked is None:
+                    return False
             result = await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row_id, OutboxMessage.status == "pending",
-                       or_(OutboxMessage.claimed_until.is_(None),
-                           OutboxMessage.claimed_until < now))
-                .values(claimed_until=now + LEASE))
+                update(OutboxMessage).where(*condition).values(claimed_until=now + LEASE))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def _deliver(self, row: OutboxMessage, now: datetime) -> bool:
@@ -233,6 +315,7 @@ class OutboxSender:
         except MarkNotWritten:
             log.error("outbox row %s: delivered but not marked (database unavailable)", row.id)
             return False
+        OUTBOX_SENT.labels(platform=row.platform).inc()
         if row.platform in self._degraded:
             await self._recovered(row.platform)
         return True
@@ -282,6 +365,11 @@ class OutboxSender:
                 self._degraded.add(row.platform)
         log.warning("delivery of outbox row %s failed (%s): %s", row.id,
                     values.get("status", "will retry"), error)
+        OUTBOX_FAILED.labels(platform=row.platform,
+                             kind=str(values.get("status", "retry"))).inc()
+        # Telegram 429 and VK 6 carry retry_after; VK 9 is flood control for one user.
+        if error.retry_after is not None or str(error) == "VK error 9":
+            RATE_LIMITED.labels(platform=row.platform).inc()
         try:
             await self._write(update(OutboxMessage).where(OutboxMessage.id == row.id)
                               .values(**values))

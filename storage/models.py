@@ -471,3 +471,16 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime]
+
+
+class RateWindow(Base):
+    """Messenger rate limits shared by every process that sends (scheduler/shared_limits.py):
+    one row per platform (its recent sends) and one short-lived row per recently served chat,
+    keyed by a digest of the chat id, deleted a minute after it stops mattering."""
+
+    __tablename__ = "rate_windows"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Epoch seconds after which the row constrains nothing (chat rows are deleted then).
+    expires: Mapped[float] = mapped_column(Float, index=True)

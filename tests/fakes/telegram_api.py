@@ -415,6 +415,7 @@ class FakeTelegramServer:
         max_upload_size: int = DEFAULT_MAX_UPLOAD,
         validate_html: bool = True,
         first_update_id: int = 1,
+        max_per_second: int | None = None,
     ) -> None:
         self.username = username
         self.bot_id = bot_id
@@ -454,6 +455,10 @@ class FakeTelegramServer:
         self._sent_callbacks: list[Callable[[SentRecord], None]] = []
         self._poll_callbacks: list[Callable[[JsonDict], None]] = []
         self._blocked: set[int | str] = set()
+        # Telegram's per-bot limit: with it set, a send* past this many in the last second is
+        # answered 429 (retry_after 1), like the real Bot API under a flood.
+        self.max_per_second = max_per_second
+        self._recent_sends: list[float] = []
 
         self._files_by_id: dict[str, _StoredFile] = {}
         self._files_by_path: dict[str, _StoredFile] = {}
@@ -879,6 +884,7 @@ class FakeTelegramServer:
                 self._window_error(method)
                 or self._take_fail_rule(method, record.chat_id)
                 or self._blocked_error(method, record)
+                or self._flood_error(method, record)
             )
             if error is not None:
                 raise error
@@ -989,6 +995,18 @@ class FakeTelegramServer:
         # A parked long poll must notice that the server "went down".
         self._wake_pollers()
         self._notify_activity()
+
+    def _flood_error(self, method: str, record: SentRecord) -> _ApiError | None:
+        if self.max_per_second is None or not method.startswith("send"):
+            return None
+        if method == "sendChatAction":
+            return None
+        recent = [t for t in self._recent_sends if t > record.timestamp - 1.0]
+        if len(recent) >= self.max_per_second:
+            self._recent_sends = recent
+            return _ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        self._recent_sends = [*recent, record.timestamp]
+        return None
 
     def _blocked_error(self, method: str, record: SentRecord) -> _ApiError | None:
         if record.chat_id in self._blocked and method != "getChat":
