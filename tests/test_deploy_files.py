@@ -30,7 +30,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 
 # MERGE: `mcu serve` and `mcu worker` come from other branches. Once bot/cli.py has them,
 # empty this set: then their arguments in the units and the README are checked too.
-PENDING_COMMANDS = {"serve", "worker"}
+PENDING_COMMANDS = {"serve"}
 
 DATA_DIR = "/var/lib/mcu"
 ENV_FILE = "/etc/mcu/mcu.env"
