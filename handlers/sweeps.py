@@ -31,8 +31,8 @@ from storage.models import Item
 OPEN = [str(s) for s in OPEN_STATES]
 # Rows fetched from the database at a time: memory stays flat in the number of items.
 STREAM_BATCH = 2000
-# Messages looked up and inserted at a time (a row has 12 bound values: 12,000 per statement).
-NOTIFY_BATCH = 1000
+# Messages looked up and inserted at a time.
+NOTIFY_BATCH = 2000
 # Reminders look this far ahead at most.
 REMINDER_HORIZON = timedelta(days=21)
 
@@ -124,11 +124,13 @@ async def send_escalations(session: AsyncSession, services: Services, now: datet
     overdue_to = {block_id: directory.accounts(dict.fromkeys(
         [*directory.block_leaders(block_id), *directory.with_role(Role.CHAIRMAN)]))
         for block_id in titles}
+    last_due: datetime | None = None
     async for item_id, number, block_id, due in _stream(session, (
             select(Item.id, Item.number, Item.block_id, Item.answer_due)
             .where(Item.status.in_(OPEN), Item.answer_due < now).order_by(Item.answer_due))):
-        shown, key = local_datetime(due, tz), _due_key(due)
-        late = calendar.working_days_between(calendar.to_local(due).date(), today)
+        if due != last_due:  # in deadline order: items share their deadline's figures
+            last_due, shown, key = due, local_datetime(due, tz), _due_key(due)
+            late = calendar.working_days_between(calendar.to_local(due).date(), today)
         values = {"number": number, "due": shown, "block": titles[block_id]}
         await outbox.tell_once(overdue_to[block_id], Note("sweep.overdue", values, item_id),
                                f"overdue:{item_id}:{key}")
