@@ -58,7 +58,7 @@ TZ = ZoneInfo("Asia/Sakhalin")
 NOW = datetime(2026, 12, 9, 10, 0, tzinfo=TZ)  # a Wednesday morning, working hours
 FULL, QUICK = 100_000, 10_000
 GOAL_SECONDS, GOAL_MB = 2.0, 50.0
-OPEN = [str(s) for s in OPEN_STATES]
+OPEN = sorted(str(s) for s in OPEN_STATES)  # sorted: the same dataset in every process
 WAITING = ("assigned", "redirected")
 
 
