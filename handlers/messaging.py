@@ -110,9 +110,10 @@ class BulkOutbox:
     """Notifications of one sweep, each to a staff chat at most once (by its dedupe key).
 
     `tell_once` collects; every `batch` messages the keys are looked up in one query (a
-    steady pass renders and inserts nothing), the new ones rendered and written in one
-    `INSERT … ON CONFLICT (dedupe_key) DO NOTHING`: a concurrent sweep that queued the same
-    key first wins, silently, with no SAVEPOINT per row. The rows are those `tell` writes:
+    steady pass renders and inserts nothing), the new ones rendered and written with
+    `INSERT … ON CONFLICT (dedupe_key) DO NOTHING` (one statement per batch on PostgreSQL,
+    the driver's executemany on SQLite): a concurrent sweep that queued the same key first
+    wins, silently, with no SAVEPOINT per row. The rows are those `tell` writes:
     same payload, audience, moments, item and key (`once_key:platform:chat_id`, cut at 200).
     The moments, the same for every row, are converted for the database once, and each
     payload serialised once: a row costs no type conversion.
@@ -163,14 +164,17 @@ class BulkOutbox:
             queued_before.add(key)  # the same key twice in a batch: the first one
             rows.append((*constants, chat.platform, chat.chat_id,
                          note.payload(self._translator(chat.locale)), note.item_id, key))
-        if not rows:
-            return
+        if rows:
+            self.queued += await self._insert_rows(rows)
+
+    async def _insert_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        """Rows in the order of _COLUMNS; a key already queued is skipped by the insert
+        itself. Returns how many were inserted."""
         if self._sqlite:
-            self.queued += await _insert_sqlite(self.session, rows)
-        else:
-            result = await self.session.execute(
-                self._insert, [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
-            self.queued += len(result.all())
+            return await _insert_sqlite(self.session, rows)
+        result = await self.session.execute(
+            self._insert, [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
+        return len(result.all())
 
 
 # The keys of a batch queued before: Core, one expanding parameter (no per-key objects).

@@ -240,3 +240,27 @@ def test_calendar_tables_agree_with_counting_day_by_day(extra):
         assert calendar.previous_working_day(start) == previous
     # Equal calendars share their tables: a new instance per access costs no rebuild.
     assert WorkCalendar(SAKHALIN, **extra)._days is calendar._days
+
+
+async def test_a_key_queued_between_look_up_and_insert_is_skipped_by_the_insert(services):
+    """Two sweeps at once: the other one's row lands after this batch looked its keys up.
+    The insert itself (ON CONFLICT DO NOTHING) skips it and the count says so."""
+    from handlers.messaging import BulkOutbox, Note
+    from handlers.recipients import StaffChat
+
+    now = at(2026, 11, 24, 10)
+    chats = [StaffChat(1, 1, "telegram", "5001", "ru"), StaffChat(2, 2, "vk", "5002", "en")]
+    async with services.sessions() as session, session.begin():
+        first = BulkOutbox(session, services, now=now, not_before=now)
+        await first.tell_once(chats, Note("sweep.overdue", {"number": "1", "due": "—",
+                                                              "block": "—"}), "race:1")
+        assert await first.flush() == 2
+    async with services.sessions() as session, session.begin():
+        second = BulkOutbox(session, services, now=now, not_before=now)
+        rows = [(*second._constants, "telegram", "5001", "{}", None, "race:1:telegram:5001"),
+                (*second._constants, "telegram", "5003", "{}", None, "race:1:telegram:5003")]
+        assert await second._insert_rows(rows) == 1
+    async with services.sessions() as session:
+        keys = (await session.scalars(select(OutboxMessage.dedupe_key)
+                                      .order_by(OutboxMessage.id))).all()
+    assert keys == ["race:1:telegram:5001", "race:1:vk:5002", "race:1:telegram:5003"]
