@@ -26,7 +26,8 @@ from storage.stats import Period
 
 OPEN = [str(s) for s in OPEN_STATES]
 # Answers to the other channels are published by an operator (ПОС, «Сахалин.Онлайн»…): an
-# IN list, so the (channel, answer_published_at) index serves the count.
+# IN list, so the partial (channel, answer_published_at) index of answered items serves
+# the count (storage/models.py).
 PUBLISHED_CHANNELS = tuple(c for c in CHANNELS if c not in MESSENGERS)
 
 

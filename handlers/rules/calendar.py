@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 
 import holidays
 
@@ -22,6 +23,83 @@ _END_OF_DAY = time(23, 59, 59)
 class _YearData:
     days_off: frozenset[date]
     weekend_workdays: frozenset[date]
+
+
+@lru_cache(maxsize=64)
+def _russia(year: int) -> _YearData:
+    """The library's calendar of one year, built once per process (building it is slow)."""
+    # Neighbouring years are generated too, so an observed day off that spills over a year
+    # boundary is still seen; only ``year`` is kept.
+    ru = holidays.Russia(years=range(year - 1, year + 2))
+    return _YearData(
+        days_off=frozenset(d for d in ru if d.year == year),
+        weekend_workdays=frozenset(d for d in ru.weekend_workdays if d.year == year),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _YearTable:
+    """One year of one calendar: a working flag per day and the running count of working
+    days, so that a day is a lookup and a span of days two subtractions."""
+
+    first: int  # ordinal of 1 January
+    working: bytes  # 1 for a working day, by day of the year
+    before: tuple[int, ...]  # working days among the first i days of the year (len + 1)
+
+
+class _Days:
+    """The day tables of every calendar with the same working week and overrides; shared by
+    equal WorkCalendar instances (Organisation.work_calendar builds a new one per access)."""
+
+    def __init__(self, workdays: frozenset[int], extra_holidays: frozenset[date],
+                 extra_workdays: frozenset[date]) -> None:
+        self.workdays, self.extra_holidays = workdays, extra_holidays
+        self.extra_workdays = extra_workdays
+        self.years: dict[int, _YearTable] = {}
+
+    def year(self, year: int) -> _YearTable:
+        table = self.years.get(year)
+        if table is None:
+            data = _russia(year)
+            first = date(year, 1, 1)
+            flags = bytearray()
+            day = first
+            while day.year == year:
+                flags.append(self._compute(day, data))
+                day += timedelta(days=1)
+            before = [0]
+            for flag in flags:
+                before.append(before[-1] + flag)
+            table = _YearTable(first.toordinal(), bytes(flags), tuple(before))
+            self.years[year] = table
+        return table
+
+    def _compute(self, d: date, data: _YearData) -> bool:
+        if d in self.extra_holidays:
+            return False
+        if d in self.extra_workdays:
+            return True
+        if d in data.days_off:
+            return False
+        return d.weekday() in self.workdays or d in data.weekend_workdays
+
+    def is_working_day(self, d: date) -> bool:
+        table = self.year(d.year)
+        return bool(table.working[d.toordinal() - table.first])
+
+    def working_days_through(self, d: date, year: int) -> int:
+        """Working days from 1 January of ``year`` up to and including ``d`` (d.year >= year)."""
+        count = 0
+        for y in range(year, d.year):
+            count += self.year(y).before[-1]
+        table = self.year(d.year)
+        return count + table.before[d.toordinal() - table.first + 1]
+
+
+@lru_cache(maxsize=32)
+def _days(workdays: frozenset[int], extra_holidays: frozenset[date],
+          extra_workdays: frozenset[date]) -> _Days:
+    return _Days(workdays, extra_holidays, extra_workdays)
 
 
 @dataclass(frozen=True)
@@ -38,10 +116,10 @@ class WorkCalendar:
     workdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})
     extra_holidays: frozenset[date] = frozenset()
     extra_workdays: frozenset[date] = frozenset()
-    # Filled lazily per year; a plain dict so the frozen instance can still memoize.
-    _years: dict[int, _YearData] = field(
-        default_factory=dict, init=False, repr=False, compare=False, hash=False
-    )
+    # The day tables, shared by equal calendars and filled lazily per year.
+    _days: _Days = field(init=False, repr=False, compare=False, hash=False)
+    _starts: dict[date, datetime] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False, hash=False)
 
     def __post_init__(self) -> None:
         # Accept any iterable from configuration but keep the instance hashable.
@@ -57,31 +135,13 @@ class WorkCalendar:
         both = self.extra_holidays & self.extra_workdays
         if both:
             raise ValueError(f"dates both extra holiday and extra workday: {sorted(both)}")
+        object.__setattr__(self, "_days", _days(self.workdays, self.extra_holidays,
+                                                self.extra_workdays))
 
     # --- days -------------------------------------------------------------------------
 
-    def _year(self, year: int) -> _YearData:
-        data = self._years.get(year)
-        if data is None:
-            # Neighbouring years are generated too, so an observed day off that spills
-            # over a year boundary is still seen; only ``year`` is kept.
-            ru = holidays.Russia(years=range(year - 1, year + 2))
-            data = _YearData(
-                days_off=frozenset(d for d in ru if d.year == year),
-                weekend_workdays=frozenset(d for d in ru.weekend_workdays if d.year == year),
-            )
-            self._years[year] = data
-        return data
-
     def is_working_day(self, d: date) -> bool:
-        if d in self.extra_holidays:
-            return False
-        if d in self.extra_workdays:
-            return True
-        data = self._year(d.year)
-        if d in data.days_off:
-            return False
-        return d.weekday() in self.workdays or d in data.weekend_workdays
+        return self._days.is_working_day(d)
 
     def next_working_day(self, d: date) -> date:
         """First working day strictly after ``d``."""
@@ -99,11 +159,11 @@ class WorkCalendar:
 
     def working_days_between(self, start: date, end: date) -> int:
         """Working days after ``start`` up to and including ``end`` (0 when end <= start)."""
-        count, d = 0, start
-        while d < end:
-            d += timedelta(days=1)
-            count += self.is_working_day(d)
-        return count
+        if end <= start:
+            return 0
+        days = self._days
+        return days.working_days_through(end, start.year) - days.working_days_through(
+            start, start.year)
 
     def add_working_days(self, d: date, n: int) -> date:
         """The ``n``-th working day strictly after ``d`` (``n`` >= 1)."""
@@ -122,7 +182,10 @@ class WorkCalendar:
         return moment.astimezone(self.tz)
 
     def working_hours_start(self, d: date) -> datetime:
-        return datetime.combine(d, self.work_start, tzinfo=self.tz)
+        moment = self._starts.get(d)  # asked for every item of a sweep: one per day
+        if moment is None:
+            moment = self._starts[d] = datetime.combine(d, self.work_start, tzinfo=self.tz)
+        return moment
 
     def _working_hours_end(self, d: date) -> datetime:
         return datetime.combine(d, self.work_end, tzinfo=self.tz)
