@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import weakref
@@ -32,7 +33,11 @@ from sqlalchemy import Executable, func, or_, select, update
 from handlers.context import Services
 from handlers.events import DeliveryError, Progress, Reply
 from handlers.outbox import redacted_payload
+from handlers.staff.digest import digest_reply
+from scheduler.digest import Digest
+from scheduler.digest import plan as plan_digest
 from scheduler.limits import RateLimiter
+from scheduler.metrics import OUTBOX_FAILED, OUTBOX_SENT
 from storage.db import is_transient
 from storage.models import Account, OutboxMessage
 
@@ -44,6 +49,7 @@ CHATS_PER_SWEEP = 500
 ROWS_PER_CHAT = 50
 CONCURRENT_CHATS = 16
 MARK_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8, 15, 15, 15)  # about a minute in all
+INLINE_WAIT = 0.05  # seconds a chat's own limit is waited out in line rather than later
 # Replies answer the user who just wrote (in a private chat or a group); the rest are
 # notifications nobody asked for at that moment.
 REPLY_AUDIENCES = frozenset({"reply", "group_reply"})
@@ -95,6 +101,10 @@ class OutboxSender:
         # Platforms whose last delivery failed transiently: the first success after that
         # makes the waiting rows due at once instead of after their back-off.
         self._degraded: set[str] = set()
+        # The wake-up for chats left until their own limit allows the next message.
+        self._later: asyncio.TimerHandle | None = None
+        # Rows of a digest the messenger refused for good: each goes as its own card.
+        self._single: set[int] = set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -103,6 +113,9 @@ class OutboxSender:
         self._task = asyncio.create_task(self._loop(), name="outbox-sender")
 
     async def stop(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,17 +174,54 @@ class OutboxSender:
             lock = self._chat_locks[key] = asyncio.Lock()
         async with lock:
             now = now or self.services.now()
+            text_limit = self.services.capabilities_of(platform).text_limit
             sent = 0
             while True:
                 rows = await self._chat_queue(platform, chat_id, now)
-                for row in rows:
-                    if row.next_attempt_at > now or not await self._claim(row.id, now):
-                        return sent  # in back-off, or another process serves this chat
+                index = 0
+                while index < len(rows):
+                    row = rows[index]
+                    if row.next_attempt_at > now or self._come_back_later(row):
+                        return sent  # in back-off, or the chat's own limit says later
+                    digest = plan_digest(rows[index:], now, platform, text_limit,
+                                         frozenset(self._single))
+                    if digest is not None:
+                        if not await self._deliver_digest(digest, now):
+                            return sent
+                        sent += len(digest.rows)
+                        index += len(digest.rows)
+                        continue
+                    if not await self._claim(row.id, now):
+                        return sent  # another process serves this chat
                     if not await self._deliver(row, now):
                         return sent
                     sent += 1
+                    index += 1
                 if len(rows) < ROWS_PER_CHAT:
                     return sent
+
+    def _come_back_later(self, row: OutboxMessage) -> bool:
+        """While the sender runs, a chat whose own limit (1 message/s in a Telegram chat, a
+        group's 20 a minute, a 429 pause) holds its next row is left for a wake-up when the
+        limit allows it, instead of holding up every other chat of the sweep. Cards that
+        arrive meanwhile then go out together as one digest. A one-off sweep (a CLI flush, a
+        test) waits in line instead, so it delivers everything that is due."""
+        if self._task is None:
+            return False
+        wait = self.limiter.chat_wait(row.platform, row.chat_id,
+                                      group=row.audience in GROUP_AUDIENCES,
+                                      direct=row.audience in REPLY_AUDIENCES)
+        if wait <= INLINE_WAIT:
+            return False
+        loop = asyncio.get_running_loop()
+        when = loop.time() + wait
+        pending = self._later
+        if pending is not None and loop.time() < pending.when() <= when:
+            return True  # an earlier wake-up comes first; this chat is looked at again then
+        if pending is not None:
+            pending.cancel()
+        self._later = loop.call_at(when, self.wake)
+        return True
 
     async def _chat_queue(self, platform: str, chat_id: str,
                           now: datetime) -> list[OutboxMessage]:
@@ -237,6 +287,96 @@ class OutboxSender:
             await self._recovered(row.platform)
         return True
 
+    async def _deliver_digest(self, digest: Digest, now: datetime) -> bool:
+        """One message for several cards due in one chat (scheduler/digest.py). Its rows are
+        claimed like single rows, marked sent together in one statement once the digest
+        arrived, and all stay pending (retried together, as one digest) when it failed."""
+        rows = digest.rows
+        claimed: list[int] = []
+        for row in rows:
+            if not await self._claim(row.id, now):
+                await self._release(claimed)  # another process serves this chat
+                return False
+            claimed.append(row.id)
+        first = rows[0]
+        transport = self.transports[first.platform]
+        group = first.audience in GROUP_AUDIENCES
+
+        def slot() -> AbstractAsyncContextManager[None]:
+            return self.limiter.slot(first.platform, first.chat_id, group=group)
+
+        try:
+            await transport.send(first.chat_id, digest_reply(digest.entries),  # type: ignore[attr-defined]
+                                 dedupe_id=digest_dedupe_id(claimed), progress=Progress(slot=slot))
+        except DeliveryError as error:
+            await self._digest_failed(rows, now, error)
+            return False
+        except Exception as error:  # a bug or an unexpected library error: retry later
+            log.exception("unexpected delivery error for a digest of outbox rows %s…", first.id)
+            await self._digest_failed(rows, now, DeliveryError(type(error).__name__))
+            return False
+        try:
+            await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(claimed)).values(
+                status="sent", sent_at=self.services.now(), attempts=OutboxMessage.attempts + 1,
+                claimed_until=None, payload=redacted_payload()))
+        except MarkNotWritten:
+            log.error("digest of outbox rows %s…: delivered but not marked (database "
+                      "unavailable)", first.id)
+            return False
+        OUTBOX_SENT.labels(first.platform).inc(len(rows))
+        if first.platform in self._degraded:
+            await self._recovered(first.platform)
+        return True
+
+    async def _release(self, row_ids: list[int]) -> None:
+        if row_ids:
+            await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(row_ids))
+                              .values(claimed_until=None))
+
+    async def _digest_failed(self, rows: list[OutboxMessage], now: datetime,
+                             error: DeliveryError) -> None:
+        """Every row of a failed digest stays pending with one next attempt, so the retry
+        is one digest again; a digest refused for good is not tried again: its cards go
+        one by one (each then succeeds or fails on its own)."""
+        first = rows[0]
+        ids = [row.id for row in rows]
+        values: dict[str, object] = {"attempts": OutboxMessage.attempts + 1,
+                                     "claimed_until": None, "last_error": str(error)[:500]}
+        kind = "retry"
+        if error.blocked:
+            values["status"] = kind = "undeliverable"
+        elif error.permanent:
+            self._single.update(ids)
+            if len(self._single) > 10_000:
+                self._single = set(ids)
+            self.wake()
+        else:
+            attempts = max(row.attempts for row in rows) + 1
+            delay = (timedelta(seconds=error.retry_after) if error.retry_after is not None
+                     else backoff(attempts))
+            values["next_attempt_at"] = now + delay
+            if error.retry_after is not None:
+                self.limiter.pause(first.platform, error.retry_after)
+            else:
+                self._degraded.add(first.platform)
+        OUTBOX_FAILED.labels(first.platform, kind).inc()
+        log.warning("delivery of a digest of %d outbox rows (%s…) failed (%s): %s", len(rows),
+                    first.id, values.get("status", "will retry"), error)
+        try:
+            await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
+                              .values(**values))
+            expired = [row.id for row in rows if now - row.created_at > RETRY_WINDOW]
+            if expired and not error.blocked:
+                await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(expired))
+                                  .values(status="failed"))
+            if error.blocked:
+                await self._write(update(Account).where(Account.platform == first.platform,
+                                                        Account.chat_id == first.chat_id)
+                                  .values(blocked_bot_at=now))
+        except MarkNotWritten:  # the claims expire and the rows are tried again
+            log.error("digest of outbox rows %s…: failure not recorded (database unavailable)",
+                      first.id)
+
     async def _write(self, statement: Executable) -> None:
         """A mark after a delivery, retried while the database is away (SQLite locked past
         its busy timeout, PostgreSQL restarting): losing it would send the part again."""
@@ -292,3 +432,10 @@ class OutboxSender:
                                   .values(blocked_bot_at=now))
         except MarkNotWritten:  # the claim expires and the row is tried again
             log.error("outbox row %s: failure not recorded (database unavailable)", row.id)
+
+
+def digest_dedupe_id(row_ids: list[int]) -> int:
+    """The same rows make the same id (VK drops a repeat of the same digest); other rows
+    make another, so a digest of more cards is never taken for a repeat."""
+    digest = hashlib.sha256(",".join(map(str, row_ids)).encode()).digest()
+    return int.from_bytes(digest[:6], "big")
