@@ -84,15 +84,15 @@ class RateLimiter:
 
     def chat_wait(self, platform: str, chat_id: str, *, group: bool = False,
                   direct: bool = False) -> float:
-        """Seconds until this chat's own limits (its spacing, a group's minute) and a pause
-        of its platform let a message go; the platform's total is left to `slot`. A sender
-        that would wait longer serves other chats meanwhile and comes back to this one."""
+        """Seconds until this chat's own limits (its spacing, a group's minute) let a
+        message go; a pause and the platform's total are left to `slot`. A sender that
+        would wait longer serves other chats meanwhile and comes back to this one."""
         limits = self.limits.get(platform)
         if limits is None:
             return 0.0
         now = self._clock()
         chat = (platform, chat_id)
-        wait = self._paused_until.get(platform, 0.0) - now
+        wait = 0.0
         if not direct and chat in self._last_in_chat:
             wait = max(wait, self._last_in_chat[chat] + limits.per_chat_interval - now)
         if group and chat in self._group_sent:

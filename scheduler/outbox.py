@@ -101,8 +101,10 @@ class OutboxSender:
         # Platforms whose last delivery failed transiently: the first success after that
         # makes the waiting rows due at once instead of after their back-off.
         self._degraded: set[str] = set()
-        # The wake-up for chats left until their own limit allows the next message.
-        self._later: asyncio.TimerHandle | None = None
+        # Chats left until their own limit allows the next message, and their deliveries.
+        self._later: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._serving: set[asyncio.Task[int]] = set()
+        self._later_gate = asyncio.Semaphore(CONCURRENT_CHATS)
         # Rows of a digest the messenger refused for good: each goes as its own card.
         self._single: set[int] = set()
 
@@ -113,9 +115,13 @@ class OutboxSender:
         self._task = asyncio.create_task(self._loop(), name="outbox-sender")
 
     async def stop(self) -> None:
-        if self._later is not None:
-            self._later.cancel()
-            self._later = None
+        for handle in self._later.values():
+            handle.cancel()
+        self._later.clear()
+        for task in list(self._serving):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -202,10 +208,10 @@ class OutboxSender:
 
     def _come_back_later(self, row: OutboxMessage) -> bool:
         """While the sender runs, a chat whose own limit (1 message/s in a Telegram chat, a
-        group's 20 a minute, a 429 pause) holds its next row is left for a wake-up when the
-        limit allows it, instead of holding up every other chat of the sweep. Cards that
-        arrive meanwhile then go out together as one digest. A one-off sweep (a CLI flush, a
-        test) waits in line instead, so it delivers everything that is due."""
+        group's 20 a minute) holds its next row is served again by itself when the limit
+        allows it, instead of holding up every other chat of the sweep; cards that arrive
+        meanwhile then go out together as one digest. A one-off sweep (a CLI flush, a test)
+        waits in line instead, so it delivers everything that is due."""
         if self._task is None:
             return False
         wait = self.limiter.chat_wait(row.platform, row.chat_id,
@@ -213,15 +219,30 @@ class OutboxSender:
                                       direct=row.audience in REPLY_AUDIENCES)
         if wait <= INLINE_WAIT:
             return False
-        loop = asyncio.get_running_loop()
-        when = loop.time() + wait
-        pending = self._later
-        if pending is not None and loop.time() < pending.when() <= when:
-            return True  # an earlier wake-up comes first; this chat is looked at again then
-        if pending is not None:
-            pending.cancel()
-        self._later = loop.call_at(when, self.wake)
+        key = (row.platform, row.chat_id)
+        if key not in self._later:
+            self._later[key] = asyncio.get_running_loop().call_later(
+                wait, self._serve_later, row.platform, row.chat_id)
         return True
+
+    def _serve_later(self, platform: str, chat_id: str) -> None:
+        """The chat's limit allows the next message now: serve it at once, by itself (a
+        sweep may be busy with other chats)."""
+        self._later.pop((platform, chat_id), None)
+        task = asyncio.create_task(self._deliver_later(platform, chat_id),
+                                   name=f"outbox-chat-{platform}")
+        self._serving.add(task)
+        task.add_done_callback(self._served)
+
+    async def _deliver_later(self, platform: str, chat_id: str) -> int:
+        async with self._later_gate:  # as many at once as a sweep serves
+            return await self.deliver_chat(platform, chat_id)
+
+    def _served(self, task: asyncio.Task[int]) -> None:
+        self._serving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery to a waiting chat failed: %s", type(task.exception()).__name__)
+            self.wake()  # the sweep picks the chat up again
 
     async def _chat_queue(self, platform: str, chat_id: str,
                           now: datetime) -> list[OutboxMessage]:
@@ -292,12 +313,9 @@ class OutboxSender:
         claimed like single rows, marked sent together in one statement once the digest
         arrived, and all stay pending (retried together, as one digest) when it failed."""
         rows = digest.rows
-        claimed: list[int] = []
-        for row in rows:
-            if not await self._claim(row.id, now):
-                await self._release(claimed)  # another process serves this chat
-                return False
-            claimed.append(row.id)
+        claimed = [row.id for row in rows]
+        if not await self._claim_all(claimed, now):
+            return False  # another process serves this chat
         first = rows[0]
         transport = self.transports[first.platform]
         group = first.audience in GROUP_AUDIENCES
@@ -328,10 +346,20 @@ class OutboxSender:
             await self._recovered(first.platform)
         return True
 
-    async def _release(self, row_ids: list[int]) -> None:
-        if row_ids:
-            await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(row_ids))
-                              .values(claimed_until=None))
+    async def _claim_all(self, row_ids: list[int], now: datetime) -> bool:
+        """Claim the rows of a digest in one statement (one claim per row would queue each
+        behind every turn for SQLite's write lock); all of them or none."""
+        async with self.services.sessions() as session, session.begin():
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(row_ids), OutboxMessage.status == "pending",
+                       or_(OutboxMessage.claimed_until.is_(None),
+                           OutboxMessage.claimed_until < now))
+                .values(claimed_until=now + LEASE))
+            if result.rowcount == len(row_ids):  # type: ignore[attr-defined]
+                return True
+            await session.rollback()  # another process took some: leave them all to it
+            return False
 
     async def _digest_failed(self, rows: list[OutboxMessage], now: datetime,
                              error: DeliveryError) -> None:

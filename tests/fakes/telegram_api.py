@@ -19,6 +19,7 @@ event loop thread that runs the server (the usual case inside an async test).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import html
@@ -454,6 +455,11 @@ class FakeTelegramServer:
         self._sent_callbacks: list[Callable[[SentRecord], None]] = []
         self._poll_callbacks: list[Callable[[JsonDict], None]] = []
         self._blocked: set[int | str] = set()
+        # Telegram's total limit, when a test asks for it (``rate_limit``).
+        self._rate_limit: int | None = None
+        self._rate_retry_after = 1
+        self._rate_stamps: collections.deque[float] = collections.deque()
+        self.rate_limited = 0  # calls answered 429 by the rate limit
 
         self._files_by_id: dict[str, _StoredFile] = {}
         self._files_by_path: dict[str, _StoredFile] = {}
@@ -676,6 +682,27 @@ class FakeTelegramServer:
             window.end()
         self._notify_activity()
 
+    def rate_limit(self, per_second: int | None = 30, *, retry_after: int = 1) -> None:
+        """Answer 429 (``retry_after``) to a message call (send*, edit*, delete*) that would
+        be the ``per_second + 1``-th accepted in any one-second window, as Telegram does past
+        its ~30 messages a second; None turns it off. Refused calls are not counted."""
+        self._rate_limit = per_second
+        self._rate_retry_after = retry_after
+        self._rate_stamps.clear()
+
+    def _rate_error(self, method: str) -> _ApiError | None:
+        if self._rate_limit is None or _MESSAGE_METHOD_RE.match(method) is None:
+            return None
+        now = time.monotonic()
+        while self._rate_stamps and self._rate_stamps[0] <= now - 1.0:
+            self._rate_stamps.popleft()
+        if len(self._rate_stamps) >= self._rate_limit:
+            self.rate_limited += 1
+            return _FailRule(None, HTTPStatus.TOO_MANY_REQUESTS, self._rate_retry_after, 1,
+                             None).error()
+        self._rate_stamps.append(now)
+        return None
+
     def block_user(self, chat_id: int | str) -> None:
         self._blocked.add(chat_id)
 
@@ -879,6 +906,7 @@ class FakeTelegramServer:
                 self._window_error(method)
                 or self._take_fail_rule(method, record.chat_id)
                 or self._blocked_error(method, record)
+                or self._rate_error(method)
             )
             if error is not None:
                 raise error
