@@ -212,6 +212,25 @@ async def test_a_failing_digest_is_retried_whole_and_nothing_is_doubled(
     assert len(shown(tg)[before:]) == 1
 
 
+async def test_a_digest_refused_for_good_becomes_single_cards(tg, transport, core, services,
+                                                             head):
+    """A digest the messenger rejects (400) is not tried again: its cards go one by one."""
+    sender = OutboxSender(services, {"telegram": transport},
+                          limiter=RateLimiter(NO_SPACING))
+    await sender.sweep()
+    before = len(shown(tg))
+    await reports(core, 3)
+    tg.fail_next("sendMessage", status=400, chat_id=HEAD, description="Bad Request: odd")
+    await sender.sweep()
+    assert shown(tg)[before:] == []
+    await sender.sweep()
+    texts = [r.text or "" for r in shown(tg)[before:]]
+    assert len(texts) == 3 and not any("Новые сообщения" in text for text in texts)
+    assert all(f"2026-00000{n}" in text for n, text in zip((1, 2, 3), texts, strict=True))
+    cards = [row for row in await rows_to(services, str(HEAD)) if row.item_id is not None]
+    assert [row.status for row in cards] == ["sent"] * 3
+
+
 async def test_a_row_between_cards_keeps_its_place(tg, transport, core, services, head):
     sender = OutboxSender(services, {"telegram": transport},
                           limiter=RateLimiter(NO_SPACING))
