@@ -310,8 +310,9 @@ class OutboxSender:
 
     async def _deliver_digest(self, digest: Digest, now: datetime) -> bool:
         """One message for several cards due in one chat (scheduler/digest.py). Its rows are
-        claimed like single rows, marked sent together in one statement once the digest
-        arrived, and all stay pending (retried together, as one digest) when it failed."""
+        claimed together (all or none), marked sent and redacted together in one statement
+        once the digest arrived, and all stay pending (retried together, as one digest) when
+        it failed."""
         rows = digest.rows
         claimed = [row.id for row in rows]
         if not await self._claim_all(claimed, now):

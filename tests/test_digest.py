@@ -423,3 +423,19 @@ async def test_the_group_of_a_block_gets_a_digest_without_buttons(core, services
     [digest] = sent
     assert digest.title is not None and "(3)" in digest.title and digest.buttons == []
     assert "Нажмите" not in digest.text and "2026-000003" in digest.text
+
+
+async def test_a_digest_claims_all_its_rows_or_none(services):
+    """Another process holding one of the rows: the digest claims nothing and leaves the
+    chat to it."""
+    async with services.sessions() as session, session.begin():
+        rows = [enqueue(session, ChatRef(Platform.TELEGRAM, "1"), Reply(f"card {n}"),
+                        audience="staff", now=services.now()) for n in range(3)]
+    ids = [r.id for r in rows]
+    sender = OutboxSender(services, {})
+    assert await sender._claim(ids[1], services.now())  # the other process
+    assert not await sender._claim_all(ids, services.now())
+    async with services.sessions() as session:
+        leases = [(await session.get(OutboxMessage, i)).claimed_until for i in ids]
+    assert leases[0] is None and leases[1] is not None and leases[2] is None
+    assert await sender._claim_all([ids[0], ids[2]], services.now())
