@@ -10,9 +10,11 @@ The rule, over the rows due in one chat, in their order:
   of the platform, and no more than one message's text holds;
 - it needs at least two cards: a card due alone goes as it is, as it always did.
 
-The cap: Telegram allows 4,096 characters of text and about a hundred inline buttons; a
-digest of 50 lines of at most 100 characters and 50 buttons (three to a row) stays within
-both, and a burst of 50 cards for one head then needs one card and one digest. VK shows
+The cap: Telegram allows 4,096 characters of text and about a hundred inline buttons. A
+digest holds at most 50 cards (50 buttons, three to a row), and only as many lines as the
+text limit holds (`fitting`: 50 typical lines of some 70 characters fit; lines of the full
+100 characters, 37). A burst of 50 cards for one head then needs one card and one digest,
+or two when the addresses are long. VK shows
 buttons under the message only up to 10 (6 rows): a larger keyboard replaces the staff's
 menu, so a VK digest holds 10; VK has no per-chat spacing, so more digests cost nothing.
 """

@@ -25,7 +25,7 @@ from handlers.i18n import Translator, translator
 from handlers.staff.payloads import CardAction, CardOp
 from storage.models import Item
 
-LINE_LIMIT = 100  # characters of one item's line: a digest of 50 stays within 4,096
+LINE_LIMIT = 100  # characters of one item's line; the text limit decides how many fit
 ADDRESS_LIMIT = 48
 BUTTONS_PER_ROW = 3  # «№ 2026-000123» three to a row stays readable on a phone
 
