@@ -143,6 +143,41 @@ class OutgoingDocument:
     filename: str
 
 
+@dataclass(frozen=True)
+class DigestEntry:
+    """Marks a message as (a part of) an item's card that the outbox sender may merge with
+    the other cards due in the same chat into one digest: «New messages (5): …», a line and
+    a button per item (scheduler/digest.py). `line` is already in the recipient's language
+    (`locale`); a card of several messages carries an entry on each, `part` of `parts`.
+    `openable`: the digest gets a button per item that opens its card (a private chat)."""
+
+    item_id: int
+    number: str
+    line: str
+    locale: str
+    part: int = 0
+    parts: int = 1
+    openable: bool = True
+
+    def to_json(self) -> dict[str, object]:
+        return {"item_id": self.item_id, "number": self.number, "line": self.line,
+                "locale": self.locale, "part": self.part, "parts": self.parts,
+                "openable": self.openable}
+
+    @classmethod
+    def from_json(cls, data: object) -> DigestEntry | None:
+        """None for anything that is not a well-formed entry (a redacted or older row)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            entry = cls(int(data["item_id"]), str(data["number"]), str(data["line"]),
+                        str(data["locale"]), int(data.get("part", 0)),
+                        int(data.get("parts", 1)), bool(data.get("openable", True)))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return entry if 0 <= entry.part < entry.parts else None
+
+
 @dataclass
 class Reply:
     """One outbound message.
@@ -161,9 +196,11 @@ class Reply:
     photos: list[OutgoingPhoto] = field(default_factory=list)
     location: Location | None = None
     document: OutgoingDocument | None = None
+    # Set on a staff card the sender may merge into a digest; transports ignore it.
+    digest: DigestEntry | None = None
 
     def to_json(self) -> dict:  # type: ignore[type-arg]
-        return {
+        data = {
             "text": self.text,
             "title": self.title,
             "buttons": [[{"text": b.text, "payload": b.payload, "url": b.url} for b in row]
@@ -177,6 +214,9 @@ class Reply:
             "document": ({"path": str(self.document.path), "filename": self.document.filename}
                          if self.document else None),
         }
+        if self.digest is not None:
+            data["digest"] = self.digest.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> Reply:  # type: ignore[type-arg]
@@ -195,6 +235,7 @@ class Reply:
             location=Location(*location) if location else None,
             document=(OutgoingDocument(Path(document["path"]), document["filename"])
                       if document else None),
+            digest=DigestEntry.from_json(data.get("digest")),
         )
 
 

@@ -82,6 +82,25 @@ class RateLimiter:
                     return self._take(platform, (platform, chat_id), now, group)
             await self._sleep(wait)
 
+    def chat_wait(self, platform: str, chat_id: str, *, group: bool = False,
+                  direct: bool = False) -> float:
+        """Seconds until this chat's own limits (its spacing, a group's minute) let a
+        message go; a pause and the platform's total are left to `slot`. A sender that
+        would wait longer serves other chats meanwhile and comes back to this one."""
+        limits = self.limits.get(platform)
+        if limits is None:
+            return 0.0
+        now = self._clock()
+        chat = (platform, chat_id)
+        wait = 0.0
+        if not direct and chat in self._last_in_chat:
+            wait = max(wait, self._last_in_chat[chat] + limits.per_chat_interval - now)
+        if group and chat in self._group_sent:
+            window = _pruned(self._group_sent[chat], now - GROUP_WINDOW)
+            if len(window) >= limits.group_per_minute:
+                wait = max(wait, window[0] + GROUP_WINDOW - now)
+        return max(wait, 0.0)
+
     def _wait(self, platform: str, chat: tuple[str, str], limits: Limits, now: float,
               group: bool, direct: bool) -> float:
         wait = self._paused_until.get(platform, 0.0) - now

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import weakref
@@ -39,6 +40,9 @@ from sqlalchemy.orm import aliased
 from handlers.context import Services
 from handlers.events import DeliveryError, Progress, Reply
 from handlers.outbox import redacted_payload
+from handlers.staff.digest import digest_reply
+from scheduler.digest import Digest
+from scheduler.digest import plan as plan_digest
 from scheduler.limits import RateLimiter
 from scheduler.metrics import OUTBOX_FAILED, OUTBOX_SENT, RATE_LIMITED
 from scheduler.shared_limits import SharedRateLimiter
@@ -54,6 +58,7 @@ ROWS_PER_CHAT = 50
 CONCURRENT_CHATS = 16
 CLAIMS_PER_SWEEP = 100  # PostgreSQL: chat heads one sweep claims (the rest is for other workers)
 MARK_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8, 15, 15, 15)  # about a minute in all
+INLINE_WAIT = 0.05  # seconds a chat's own limit is waited out in line rather than later
 # Replies answer the user who just wrote (in a private chat or a group); the rest are
 # notifications nobody asked for at that moment.
 REPLY_AUDIENCES = frozenset({"reply", "group_reply"})
@@ -108,6 +113,12 @@ class OutboxSender:
         self._degraded: set[str] = set()
         # PostgreSQL: chat heads this process's sweep claimed, with the lease it wrote.
         self._claimed: dict[int, datetime] = {}
+        # Chats left until their own limit allows the next message, and their deliveries.
+        self._later: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._serving: set[asyncio.Task[int]] = set()
+        self._later_gate = asyncio.Semaphore(CONCURRENT_CHATS)
+        # Rows of a digest the messenger refused for good: each goes as its own card.
+        self._single: set[int] = set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -116,6 +127,13 @@ class OutboxSender:
         self._task = asyncio.create_task(self._loop(), name="outbox-sender")
 
     async def stop(self) -> None:
+        for handle in self._later.values():
+            handle.cancel()
+        self._later.clear()
+        for task in list(self._serving):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -230,17 +248,69 @@ class OutboxSender:
             lock = self._chat_locks[key] = asyncio.Lock()
         async with lock:
             now = now or self.services.now()
+            text_limit = self.services.capabilities_of(platform).text_limit
             sent = 0
             while True:
                 rows = await self._chat_queue(platform, chat_id, now)
-                for row in rows:
-                    if row.next_attempt_at > now or not await self._claim(row.id, now):
-                        return sent  # in back-off, or another process serves this chat
+                index = 0
+                while index < len(rows):
+                    row = rows[index]
+                    if row.next_attempt_at > now or self._come_back_later(row):
+                        return sent  # in back-off, or the chat's own limit says later
+                    digest = plan_digest(rows[index:], now, platform, text_limit,
+                                         frozenset(self._single))
+                    if digest is not None:
+                        if not await self._deliver_digest(digest, now):
+                            return sent
+                        sent += len(digest.rows)
+                        index += len(digest.rows)
+                        continue
+                    if not await self._claim(row.id, now):
+                        return sent  # another process serves this chat
                     if not await self._deliver(row, now):
                         return sent
                     sent += 1
+                    index += 1
                 if len(rows) < ROWS_PER_CHAT:
                     return sent
+
+    def _come_back_later(self, row: OutboxMessage) -> bool:
+        """While the sender runs, a chat whose own limit (1 message/s in a Telegram chat, a
+        group's 20 a minute) holds its next row is served again by itself when the limit
+        allows it, instead of holding up every other chat of the sweep; cards that arrive
+        meanwhile then go out together as one digest. A one-off sweep (a CLI flush, a test)
+        waits in line instead, so it delivers everything that is due."""
+        if self._task is None:
+            return False
+        wait = self.limiter.chat_wait(row.platform, row.chat_id,
+                                      group=row.audience in GROUP_AUDIENCES,
+                                      direct=row.audience in REPLY_AUDIENCES)
+        if wait <= INLINE_WAIT:
+            return False
+        key = (row.platform, row.chat_id)
+        if key not in self._later:
+            self._later[key] = asyncio.get_running_loop().call_later(
+                wait, self._serve_later, row.platform, row.chat_id)
+        return True
+
+    def _serve_later(self, platform: str, chat_id: str) -> None:
+        """The chat's limit allows the next message now: serve it at once, by itself (a
+        sweep may be busy with other chats)."""
+        self._later.pop((platform, chat_id), None)
+        task = asyncio.create_task(self._deliver_later(platform, chat_id),
+                                   name=f"outbox-chat-{platform}")
+        self._serving.add(task)
+        task.add_done_callback(self._served)
+
+    async def _deliver_later(self, platform: str, chat_id: str) -> int:
+        async with self._later_gate:  # as many at once as a sweep serves
+            return await self.deliver_chat(platform, chat_id)
+
+    def _served(self, task: asyncio.Task[int]) -> None:
+        self._serving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery to a waiting chat failed: %s", type(task.exception()).__name__)
+            self.wake()  # the sweep picks the chat up again
 
     async def _chat_queue(self, platform: str, chat_id: str,
                           now: datetime) -> list[OutboxMessage]:
@@ -320,6 +390,109 @@ class OutboxSender:
             await self._recovered(row.platform)
         return True
 
+    async def _deliver_digest(self, digest: Digest, now: datetime) -> bool:
+        """One message for several cards due in one chat (scheduler/digest.py). Its rows are
+        claimed together (all or none), marked sent and redacted together in one statement
+        once the digest arrived, and all stay pending (retried together, as one digest) when
+        it failed."""
+        rows = digest.rows
+        claimed = [row.id for row in rows]
+        if not await self._claim_all(claimed, now):
+            return False  # another process serves this chat
+        first = rows[0]
+        transport = self.transports[first.platform]
+        group = first.audience in GROUP_AUDIENCES
+
+        def slot() -> AbstractAsyncContextManager[None]:
+            return self.limiter.slot(first.platform, first.chat_id, group=group)
+
+        try:
+            await transport.send(first.chat_id, digest_reply(digest.entries),  # type: ignore[attr-defined]
+                                 dedupe_id=digest_dedupe_id(claimed), progress=Progress(slot=slot))
+        except DeliveryError as error:
+            await self._digest_failed(rows, now, error)
+            return False
+        except Exception as error:  # a bug or an unexpected library error: retry later
+            log.exception("unexpected delivery error for a digest of outbox rows %s…", first.id)
+            await self._digest_failed(rows, now, DeliveryError(type(error).__name__))
+            return False
+        try:
+            await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(claimed)).values(
+                status="sent", sent_at=self.services.now(), attempts=OutboxMessage.attempts + 1,
+                claimed_until=None, payload=redacted_payload()))
+        except MarkNotWritten:
+            log.error("digest of outbox rows %s…: delivered but not marked (database "
+                      "unavailable)", first.id)
+            return False
+        OUTBOX_SENT.labels(first.platform).inc(len(rows))
+        if first.platform in self._degraded:
+            await self._recovered(first.platform)
+        return True
+
+    async def _claim_all(self, row_ids: list[int], now: datetime) -> bool:
+        """Claim the rows of a digest in one statement (one claim per row would queue each
+        behind every turn for SQLite's write lock); all of them or none. A head our own
+        sweep claimed (PostgreSQL) counts as free, as in `_claim`."""
+        now = max(now, self.services.now())  # the lease runs from the real time (`_claim`)
+        mine = [self._claimed.pop(row_id) for row_id in row_ids if row_id in self._claimed]
+        unclaimed = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
+        if mine:
+            unclaimed = or_(unclaimed, OutboxMessage.claimed_until.in_(mine))
+        async with self.services.sessions() as session, session.begin():
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(row_ids), OutboxMessage.status == "pending",
+                       unclaimed)
+                .values(claimed_until=now + LEASE))
+            if result.rowcount == len(row_ids):  # type: ignore[attr-defined]
+                return True
+            await session.rollback()  # another process took some: leave them all to it
+            return False
+
+    async def _digest_failed(self, rows: list[OutboxMessage], now: datetime,
+                             error: DeliveryError) -> None:
+        """Every row of a failed digest stays pending with one next attempt, so the retry
+        is one digest again; a digest refused for good is not tried again: its cards go
+        one by one (each then succeeds or fails on its own)."""
+        first = rows[0]
+        ids = [row.id for row in rows]
+        values: dict[str, object] = {"attempts": OutboxMessage.attempts + 1,
+                                     "claimed_until": None, "last_error": str(error)[:500]}
+        kind = "retry"
+        if error.blocked:
+            values["status"] = kind = "undeliverable"
+        elif error.permanent:
+            self._single.update(ids)
+            if len(self._single) > 10_000:
+                self._single = set(ids)
+            self.wake()
+        else:
+            attempts = max(row.attempts for row in rows) + 1
+            delay = (timedelta(seconds=error.retry_after) if error.retry_after is not None
+                     else backoff(attempts))
+            values["next_attempt_at"] = now + delay
+            if error.retry_after is not None:
+                self.limiter.pause(first.platform, error.retry_after)
+            else:
+                self._degraded.add(first.platform)
+        OUTBOX_FAILED.labels(first.platform, kind).inc()
+        log.warning("delivery of a digest of %d outbox rows (%s…) failed (%s): %s", len(rows),
+                    first.id, values.get("status", "will retry"), error)
+        try:
+            await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
+                              .values(**values))
+            expired = [row.id for row in rows if now - row.created_at > RETRY_WINDOW]
+            if expired and not error.blocked:
+                await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(expired))
+                                  .values(status="failed"))
+            if error.blocked:
+                await self._write(update(Account).where(Account.platform == first.platform,
+                                                        Account.chat_id == first.chat_id)
+                                  .values(blocked_bot_at=now))
+        except MarkNotWritten:  # the claims expire and the rows are tried again
+            log.error("digest of outbox rows %s…: failure not recorded (database unavailable)",
+                      first.id)
+
     async def _write(self, statement: Executable) -> None:
         """A mark after a delivery, retried while the database is away (SQLite locked past
         its busy timeout, PostgreSQL restarting): losing it would send the part again."""
@@ -380,3 +553,10 @@ class OutboxSender:
                                   .values(blocked_bot_at=now))
         except MarkNotWritten:  # the claim expires and the row is tried again
             log.error("outbox row %s: failure not recorded (database unavailable)", row.id)
+
+
+def digest_dedupe_id(row_ids: list[int]) -> int:
+    """The same rows make the same id (VK drops a repeat of the same digest); other rows
+    make another, so a digest of more cards is never taken for a repeat."""
+    digest = hashlib.sha256(",".join(map(str, row_ids)).encode()).digest()
+    return int.from_bytes(digest[:6], "big")

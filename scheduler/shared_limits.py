@@ -175,6 +175,9 @@ class SharedRateLimiter:
         self._paused_until: dict[str, float] = {}  # known here before the database has it
         self._next_prune = 0.0
         self._background: set[asyncio.Task[None]] = set()
+        # The chat rows this process wrote, with when they stop mattering: what `chat_wait`
+        # knows without asking the database.
+        self._chats_seen: dict[tuple[str, str], tuple[State, float]] = {}
 
     def pause(self, platform: str, seconds: float) -> None:
         """After a 429 / error 6: nothing goes to this platform for `seconds`, from any
@@ -184,6 +187,17 @@ class SharedRateLimiter:
         task = asyncio.get_running_loop().create_task(self._store_pause(platform, until))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def chat_wait(self, platform: str, chat_id: str, *, group: bool = False,
+                  direct: bool = False) -> float:
+        """Seconds until this chat's own limits let a message go, as far as this process
+        knows (its own sends); a send from another process is still waited for in `slot`.
+        The sender serves other chats meanwhile (scheduler/outbox.py)."""
+        limits = self.limits.get(platform)
+        seen = self._chats_seen.get((platform, chat_id))
+        if limits is None or seen is None:
+            return 0.0
+        return max(chat_wait(seen[0], limits, self._clock(), group=group, direct=direct), 0.0)
 
     @contextlib.asynccontextmanager
     async def slot(self, platform: str, chat_id: str, *, group: bool = False,
@@ -237,7 +251,14 @@ class SharedRateLimiter:
                                   .values(state=new_platform, expires=FAR))
             await session.execute(update(RateWindow).where(RateWindow.key == key)
                                   .values(state=new_chat, expires=expires))
-            return _Decision(token)
+        self._remember_chat((platform, chat_id), new_chat, expires, now)
+        return _Decision(token)
+
+    def _remember_chat(self, chat: tuple[str, str], state: State, expires: float,
+                       now: float) -> None:
+        if len(self._chats_seen) > 1000:  # keep it small: forget the rows that expired
+            self._chats_seen = {k: v for k, v in self._chats_seen.items() if v[1] > now}
+        self._chats_seen[chat] = (state, expires)
 
     async def _release(self, platform: str, token: str) -> None:
         """The send completed: it counts for one more second, then frees its place. A failure

@@ -438,3 +438,17 @@ async def test_a_parked_long_poll_fails_when_the_window_opens(tg: FakeTelegramSe
         await parked
     tg.end_failures()
     assert len(await bot.get_updates(timeout=0)) == 1
+
+
+async def test_rate_limit_answers_429_past_the_limit_in_one_second(tg: FakeTelegramServer,
+                                                                  bot: Bot) -> None:
+    tg.rate_limit(3, retry_after=2)
+    for i in range(3):
+        await bot.send_message(42, f"m{i}")
+    await bot.get_me()  # not a message: never limited
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.send_message(42, "one too many")
+    assert caught.value.retry_after == 2 and tg.rate_limited == 1
+    assert [r.text for r in tg.messages_to(42)] == ["m0", "m1", "m2"]
+    tg.rate_limit(None)
+    await bot.send_message(42, "m3")

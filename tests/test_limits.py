@@ -68,3 +68,19 @@ async def test_a_direct_reply_is_not_spaced_but_counts_toward_the_total() -> Non
     assert time.now == 0.0  # two replies at once: no per-chat spacing
     async with limiter.slot("telegram", "42", direct=True):
         assert time.now >= 1.0  # the third waits for the window
+
+
+async def test_chat_wait_says_how_long_a_chat_is_held_by_its_own_limits() -> None:
+    time = SimulatedTime()
+    limiter = RateLimiter({"telegram": Limits(28, 1.0, 2)}, clock=time.clock, sleep=time.sleep)
+    assert limiter.chat_wait("telegram", "42") == 0.0
+    async with limiter.slot("telegram", "42"):
+        pass
+    time.now += 0.25
+    assert limiter.chat_wait("telegram", "42") == 0.75
+    assert limiter.chat_wait("telegram", "42", direct=True) == 0.0  # a reply is not spaced
+    assert limiter.chat_wait("telegram", "43") == 0.0  # another chat is free
+    for _ in range(2):  # a group's minute: two messages allowed in this test
+        async with limiter.slot("telegram", "-7", group=True):
+            pass
+    assert 58.0 < limiter.chat_wait("telegram", "-7", group=True) <= 60.0

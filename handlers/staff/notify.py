@@ -17,6 +17,7 @@ from handlers.org import Role
 from handlers.recipients import block_leader_ids, group_chats
 from handlers.staff.buttons import card_buttons
 from handlers.staff.cards import item_card
+from handlers.staff.digest import digestible, entry_for
 from storage.models import Account, Attachment, Citizen, Item, Staff
 
 # Roles that may see a citizen's name and contacts (59-ФЗ art. 6: the chain of responsibility
@@ -47,13 +48,16 @@ async def card_for(session: AsyncSession, services: Services, item: Item, accoun
 
 async def send_card(session: AsyncSession, services: Services, item: Item,
                     staff_ids: list[int], *, lead_key: str | None = None,
-                    buttons_for: ButtonsFor | None = None, **values: object) -> int:
-    """The item's card to each of these staff members, with the buttons they may use."""
+                    buttons_for: ButtonsFor | None = None, digest: bool = False,
+                    **values: object) -> int:
+    """The item's card to each of these staff members, with the buttons they may use.
+    With `digest`, cards due together in one chat may be merged into one digest."""
 
     async def render(t: Translator, account: Account) -> Sequence[Reply]:
         staff = await session.get(Staff, account.staff_id)
         lead = t(lead_key, **values) if lead_key else None
-        return await card_for(session, services, item, account, staff, buttons_for, lead)
+        card = await card_for(session, services, item, account, staff, buttons_for, lead)
+        return digestible(card, entry_for(services, t, item)) if digest else card
 
     return await tell(session, services, staff_ids, render, item_id=item.id)
 
@@ -62,11 +66,12 @@ async def announce_new_item(session: AsyncSession, services: Services, item: Ite
     """The task card goes to the block's leaders and to the block's group chat."""
     leaders = await block_leader_ids(session, services.org, item.block_id)
     await send_card(session, services, item, leaders, lead_key="card.new_item",
-                    buttons_for=card_buttons)
+                    buttons_for=card_buttons, digest=True)
     for chat in await group_chats(session, "block", item.block_id):
         t = translator(services.default_locale)
-        for reply in item_card(services, t, item, [], None, show_personal=False,
-                               lead=t("card.new_item")):
+        card = item_card(services, t, item, [], None, show_personal=False,
+                         lead=t("card.new_item"))
+        for reply in digestible(card, entry_for(services, t, item, openable=False)):
             await queue(session, services, chat, reply, audience="group", item_id=item.id)
 
 

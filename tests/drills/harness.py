@@ -42,6 +42,9 @@ TEMPORARY = T("error.temporary")  # «Временная ошибка на на�
 NUMBER_MARK = "Номер:"  # report.registered: the message that carries the number
 WELCOME = "Добро пожаловать"
 CARD_LEAD = "Новое сообщение для вашего блока"
+# A burst of cards due together in one chat arrives as one digest listing their numbers.
+DIGEST_LEAD = T("digest.title", count=0).split("(")[0]  # «🆕 Новые сообщения »
+ITEM_NUMBER = re.compile(r"\b\d{4}-\d{6}\b")
 # What `mcu run` / `mcu scheduler` log once they are up. If a version logs something else, the
 # harness goes on after READY_TIMEOUT anyway (the fakes queue updates until the bot polls).
 READY = re.compile(r"МЦУ assistant is running|scheduler is running|standby")
@@ -434,6 +437,13 @@ def step_makers(tg: FakeTelegramServer, user_id: int, text: str,
 
 def bodies_to(tg: FakeTelegramServer, chat_id: int) -> list[str]:
     return [r.body or "" for r in tg.messages_to(chat_id) if r.method.startswith("send")]
+
+
+def cards_to(tg: FakeTelegramServer, chat_id: int) -> int:
+    """New-item cards that reached the chat, alone or as lines of a digest (a card shown
+    twice counts twice)."""
+    return sum(len(ITEM_NUMBER.findall(body)) for body in bodies_to(tg, chat_id)
+               if CARD_LEAD in body or DIGEST_LEAD in body)
 
 
 def numbers_to(tg: FakeTelegramServer, chat_id: int) -> int:

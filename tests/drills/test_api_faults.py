@@ -18,6 +18,7 @@ from tests.drills.harness import (
     TYPED_ADDRESS_STEPS,
     Drill,
     bodies_to,
+    cards_to,
     duplicates,
     eventually,
     figure,
@@ -96,11 +97,11 @@ async def test_drill_429_with_retry_after_on_every_method(
 
     def delivered() -> bool:
         return (all(numbers_to(tg, u) for u, _ in citizens)
-                and sum(CARD_LEAD in b for b in bodies_to(tg, HEAD)) >= len(citizens))
+                and cards_to(tg, HEAD) >= len(citizens))
 
     done = await settle(drill, delivered, timeout=120)
     registered, numbers, stale, dups = await outcome(drill, tg, citizens)
-    cards = sum(CARD_LEAD in b for b in bodies_to(tg, HEAD))
+    cards = cards_to(tg, HEAD)
     figure(capsys, f"429 retry_after=2 on every method for {window.duration:.0f} s "
                    f"({window.failures} calls refused): {registered}/3 registered, "
                    f"{numbers}/3 numbers, {cards}/3 cards delivered, {stale} stale-button "

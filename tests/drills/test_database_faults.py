@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.drills.harness import (
-    CARD_LEAD,
     REPORT_STEPS,
     STEP_ANSWERS,
     Drill,
     bodies_to,
+    cards_to,
     duplicates,
     eventually,
     figure,
@@ -67,7 +67,7 @@ def all_answered(tg: FakeTelegramServer, citizens: list[tuple[int, str]], newcom
                  ) -> bool:
     return (all(numbers_to(tg, user) for user, _ in citizens)
             and any(STEP_ANSWERS["start"] in b for b in bodies_to(tg, newcomer))
-            and sum(CARD_LEAD in b for b in bodies_to(tg, HEAD)) >= len(citizens))
+            and cards_to(tg, HEAD) >= len(citizens))
 
 
 async def test_drill_sqlite_locked_longer_than_the_busy_timeout(

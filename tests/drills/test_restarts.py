@@ -9,7 +9,6 @@ import contextlib
 import pytest
 
 from tests.drills.harness import (
-    CARD_LEAD,
     DIALOG,
     NUMBER_MARK,
     REPORT_STEPS,
@@ -17,6 +16,7 @@ from tests.drills.harness import (
     Drill,
     answers,
     bodies_to,
+    cards_to,
     duplicates,
     eventually,
     figure,
@@ -128,7 +128,7 @@ async def test_drill_the_same_update_twice(
 
     items = (await drill.items_with_text(TEXT), await drill.items_with_text(second_text))
     numbers = (numbers_to(tg, user), numbers_to(tg, second))
-    cards = sum(CARD_LEAD in b for b in bodies_to(tg, HEAD))
+    cards = cards_to(tg, HEAD)
     dups, stale = duplicates(tg, [user, second, HEAD]), stale_answers(tg)
     redelivered = len(REPORT_STEPS) + 1
     figure(capsys, f"the same update twice ({redelivered} updates queued a second time, one "
@@ -157,7 +157,7 @@ async def test_drill_two_run_processes_and_a_scheduler_on_one_database(
                                    for user, text in citizens),
                                  vk_walk_report(vk, vk_user, vk_text, timeout=45),
                                  return_exceptions=True)
-    await settle(drill, lambda: sum(CARD_LEAD in b for b in bodies_to(tg, HEAD)) >= 4,
+    await settle(drill, lambda: cards_to(tg, HEAD) >= 4,
                  timeout=60)
     await settle(drill, lambda: False, timeout=8, quiet=4)  # would anything come twice?
     vk_texts = vk_texts_to(vk, vk_user)
@@ -167,7 +167,7 @@ async def test_drill_two_run_processes_and_a_scheduler_on_one_database(
     registered = sum([await drill.items_with_text(text) == 1 for _, text in citizens])
     numbers = sum(numbers_to(tg, user) == 1 for user, _ in citizens)
     ordered = sum(in_order(bodies_to(tg, user), DIALOG) for user, _ in citizens)
-    cards = sum(CARD_LEAD in b for b in bodies_to(tg, HEAD))
+    cards = cards_to(tg, HEAD)
     dups = duplicates(tg, [user for user, _ in citizens] + [HEAD])
     lost = sum(isinstance(w, BaseException) for w in walks)
     figure(capsys, f"2 × mcu run + mcu scheduler: Telegram {registered}/3 registered, "

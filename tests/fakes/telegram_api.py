@@ -19,6 +19,7 @@ event loop thread that runs the server (the usual case inside an async test).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import html
@@ -455,10 +456,13 @@ class FakeTelegramServer:
         self._sent_callbacks: list[Callable[[SentRecord], None]] = []
         self._poll_callbacks: list[Callable[[JsonDict], None]] = []
         self._blocked: set[int | str] = set()
-        # Telegram's per-bot limit: with it set, a send* past this many in the last second is
-        # answered 429 (retry_after 1), like the real Bot API under a flood.
-        self.max_per_second = max_per_second
-        self._recent_sends: list[float] = []
+        # Telegram's total limit, when a test asks for it (``rate_limit``).
+        self._rate_limit: int | None = None
+        self._rate_retry_after = 1
+        self._rate_stamps: collections.deque[float] = collections.deque()
+        self.rate_limited = 0  # calls answered 429 by the rate limit
+        if max_per_second is not None:  # Telegram's per-bot limit from the start
+            self.rate_limit(max_per_second)
 
         self._files_by_id: dict[str, _StoredFile] = {}
         self._files_by_path: dict[str, _StoredFile] = {}
@@ -681,6 +685,27 @@ class FakeTelegramServer:
             window.end()
         self._notify_activity()
 
+    def rate_limit(self, per_second: int | None = 30, *, retry_after: int = 1) -> None:
+        """Answer 429 (``retry_after``) to a message call (send*, edit*, delete*) that would
+        be the ``per_second + 1``-th accepted in any one-second window, as Telegram does past
+        its ~30 messages a second; None turns it off. Refused calls are not counted."""
+        self._rate_limit = per_second
+        self._rate_retry_after = retry_after
+        self._rate_stamps.clear()
+
+    def _rate_error(self, method: str) -> _ApiError | None:
+        if self._rate_limit is None or _MESSAGE_METHOD_RE.match(method) is None:
+            return None
+        now = time.monotonic()
+        while self._rate_stamps and self._rate_stamps[0] <= now - 1.0:
+            self._rate_stamps.popleft()
+        if len(self._rate_stamps) >= self._rate_limit:
+            self.rate_limited += 1
+            return _FailRule(None, HTTPStatus.TOO_MANY_REQUESTS, self._rate_retry_after, 1,
+                             None).error()
+        self._rate_stamps.append(now)
+        return None
+
     def block_user(self, chat_id: int | str) -> None:
         self._blocked.add(chat_id)
 
@@ -884,7 +909,7 @@ class FakeTelegramServer:
                 self._window_error(method)
                 or self._take_fail_rule(method, record.chat_id)
                 or self._blocked_error(method, record)
-                or self._flood_error(method, record)
+                or self._rate_error(method)
             )
             if error is not None:
                 raise error
@@ -995,18 +1020,6 @@ class FakeTelegramServer:
         # A parked long poll must notice that the server "went down".
         self._wake_pollers()
         self._notify_activity()
-
-    def _flood_error(self, method: str, record: SentRecord) -> _ApiError | None:
-        if self.max_per_second is None or not method.startswith("send"):
-            return None
-        if method == "sendChatAction":
-            return None
-        recent = [t for t in self._recent_sends if t > record.timestamp - 1.0]
-        if len(recent) >= self.max_per_second:
-            self._recent_sends = recent
-            return _ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
-        self._recent_sends = [*recent, record.timestamp]
-        return None
 
     def _blocked_error(self, method: str, record: SentRecord) -> _ApiError | None:
         if record.chat_id in self._blocked and method != "getChat":
