@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from vkbottle import API, AiohttpClient, GroupEventType, VKAPIError
 from vkbottle.api.request_rescheduler import ABCRequestRescheduler
 from vkbottle.bot import Bot, BotLabeler
@@ -142,6 +143,15 @@ class VKTransport(Edge):
                 lambda: long_poll(api, http, settings.vk_group_id, self.cursor, self.lanes,
                                   self._handle_event), "VK long polling")
 
+    async def start_webhook(self, app: web.Application) -> None:
+        """`mcu serve`: the Callback API on `app` (the community's server settings point
+        VK at MCU_PUBLIC_URL + MCU_VK_CALLBACK_PATH); nothing to register at start."""
+        await self.open_for_sending()
+        assert self.api is not None
+        self._bot = Bot(api=self.api, labeler=build_labeler(self._on_update))
+        self.channel.redeliver_uncommitted()
+        self.receiver.mount(app)
+
     async def open_for_sending(self) -> None:
         """The API client alone: enough to deliver (and what `start` builds on)."""
         settings = self.settings
@@ -179,6 +189,8 @@ class VKTransport(Edge):
             await self._bot.process_event(update, self.api)
         except Exception as error:
             log.error("VK %s event failed: %s", update.get("type"), failure(error))
+            if number is None and self.channel.redelivered:
+                raise  # a callback left unanswered: VK sends it again
         finally:
             if number is not None:
                 self.cursor.handled(number)
