@@ -185,7 +185,9 @@ class Channel:
     async def deliver(self, chat: ChatRef, response: Response) -> None:
         """Queued replies go through the outbox now; the rest (the database was away) is
         sent directly, once."""
-        if response.queued:
+        # Behind a webhook an empty response may be a re-sent update whose turn committed
+        # in a process that died before delivering: its replies are still waiting.
+        if response.queued or (self.redelivered and not response.replies):
             try:
                 await self.outbox.deliver_chat(str(chat.platform), chat.chat_id)
             except Exception:  # the rows stay pending; the sender's sweep retries them

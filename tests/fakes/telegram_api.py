@@ -509,6 +509,8 @@ class FakeTelegramServer:
         self._in_flight_chats: set[Any] = set()
         self._retry_at: dict[Any, float] = {}  # chat -> monotonic time of its next attempt
         self._failures: dict[int, int] = {}  # update_id -> failed attempts in a row
+        self._open = asyncio.Event()  # cleared by hold(): API calls wait before anything
+        self._open.set()
 
         self._handlers: dict[str, Callable[[JsonDict, dict[str, _Upload], SentRecord], Any]] = {
             "getMe": self._get_me,
@@ -713,6 +715,15 @@ class FakeTelegramServer:
         if window.once_delivered is None or window.once_delivered <= set(self.delivered):
             self._open_window(window)
         return window
+
+    def hold(self) -> None:
+        """Hold every API call (getUpdates excepted) before it is handled or recorded, until
+        ``release()``: a test can freeze the bots' sending, then act (kill a process) at a
+        moment when no call is half done."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def end_failures(self) -> None:
         """End every fail window now (``fail_next`` rules are left alone)."""
@@ -919,6 +930,8 @@ class FakeTelegramServer:
                 return self._fail(SentRecord(method, params), rule_error)
             return await self._get_updates(params)
 
+        if not self._open.is_set():
+            await self._open.wait()
         record = self._new_record(method or raw_method, params)
         try:
             if method is None:
