@@ -196,3 +196,20 @@ def test_json_logs(tmp_path: Path) -> None:
     assert set(entry) == {"time", "level", "logger", "message"}
     assert (entry["level"], entry["logger"], entry["message"]) == (
         "WARNING", "mcu.test", "turn 7 took long")
+
+
+async def test_mcu_run_serves_health_when_a_port_is_set(sqlite_world: ScaleWorld) -> None:
+    from tests.scale.serve_harness import free_port
+
+    port = free_port()
+    await sqlite_world.run(MCU_SERVE_PORT=str(port))
+    base = f"http://127.0.0.1:{port}"
+
+    async def polled() -> bool:
+        status, health = await get_json(base + "/healthz")
+        return status == 200 and health["platforms"].get("telegram", {}).get(
+            "last_poll_age") is not None
+
+    await eventually(polled, 60, "/healthz of mcu run with its last poll")
+    status, exposition = await get_text(base + "/metrics")
+    assert status == 200 and list(text_string_to_metric_families(exposition))
