@@ -99,8 +99,9 @@ def own_postgres() -> Iterator[PostgresServer]:
 
 
 async def test_healthz_reports_a_stopped_database_and_metrics_parse(
-        tmp_path: Path, tg: FakeTelegramServer, own_postgres: PostgresServer) -> None:
-    world = ScaleWorld(tmp_path, own_postgres.create_database("health"), tg=tg)
+        tmp_path: Path, tg: FakeTelegramServer, vk: FakeVKServer,
+        own_postgres: PostgresServer) -> None:
+    world = ScaleWorld(tmp_path, own_postgres.create_database("health"), tg=tg, vk=vk)
     await world.migrate()
     try:
         (serve,) = await world.serve(1)
@@ -135,8 +136,23 @@ async def test_healthz_reports_a_stopped_database_and_metrics_parse(
         # /metrics still answers (with the gauges' last values).
         status, exposition = await get_text(serve.base + "/metrics", timeout=30)
         assert status == 200 and list(text_string_to_metric_families(exposition))
+        # An update that cannot be committed is not acknowledged: the messenger re-sends it.
+        update = tg.injected[tg.user_message(USER + 1, "/start")]
+        tg.spread_webhook(["http://127.0.0.1:9/unreachable"])  # the fake holds it back
+        status, _ = await post(serve.webhook, update,
+                               {"X-Telegram-Bot-Api-Secret-Token": SECRET}, timeout=60)
+        assert status == 503
+        message = vk.update(vk.user_message(USER + 1, "Начать"))
+        status, text = await post(serve.vk_callback, {**message, "secret": VK_SECRET},
+                                  timeout=60)
+        assert status == 503 and text != "ok"
 
         await asyncio.to_thread(own_postgres.resume)
+        world.spread()  # the fake sends the update again: now it is handled
+        await tg.wait_for(lambda r: r.chat_id == USER + 1, timeout=60)
+        status, text = await post(serve.vk_callback, {**message, "secret": VK_SECRET},
+                                  timeout=60)
+        assert (status, text) == (200, "ok")
 
         async def healthy_again() -> bool:
             status, _ = await get_json(serve.base + "/healthz", timeout=30)
