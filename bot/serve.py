@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,6 +57,9 @@ def check_settings(settings: Settings) -> None:
                 "mcu serve: MCU_WEBHOOK_SECRET is not set. Telegram sends it back with every "
                 "update, so only Telegram can post to the webhook; choose 1-256 characters "
                 "of A-Z, a-z, 0-9, _ and -, e.g. `openssl rand -hex 32`")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", settings.webhook_secret.get_secret_value()):
+            raise ServeError("mcu serve: MCU_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ "
+                             "and - (1-256 characters), as Telegram requires")
         if not settings.public_url:
             raise ServeError("mcu serve: MCU_PUBLIC_URL is not set: the https address at "
                              "which Telegram reaches this deployment (e.g. "
