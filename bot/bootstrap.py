@@ -99,6 +99,13 @@ async def serve(app: App, stop: asyncio.Event | None = None, *,
     is set)."""
     stop = stop or asyncio.Event()
     install_signal_handlers(stop)
+    keeper = await hold_sqlite(app)
+    ops = None
+    if app.settings.serve_port is not None:
+        from bot.ops_http import start_ops_server
+
+        ops = await start_ops_server(app.services, app.settings.serve_host,
+                                     app.settings.serve_port)
     for name, transport in app.transports.items():
         await transport.start()
         # A running transport knows more (Telegram: its @username, so a deep link).
@@ -114,7 +121,27 @@ async def serve(app: App, stop: asyncio.Event | None = None, *,
     try:
         await stop.wait()
     finally:
+        if ops is not None:
+            await ops.cleanup()
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         await app.close()
+
+
+async def hold_sqlite(app: App) -> asyncio.Task[None] | None:
+    """On SQLite, `mcu run` holds the one-process lease; a second process on the same file
+    is told plainly (it stands by: the first one polls the messengers)."""
+    from bot.lease import claim_single_process, keep_single_process
+    from storage.db import is_sqlite
+
+    if not is_sqlite(app.settings.database_url):
+        return None
+    if not await claim_single_process(app.services):
+        log.error("another `mcu run` or `mcu serve` is using this SQLite database. SQLite "
+                  "allows one process: stop one of them, or move to PostgreSQL to run "
+                  "several (this one stands by and takes over when the other stops)")
+    return asyncio.create_task(keep_single_process(app.services), name="sqlite-process")
 
 
 def telegram_username(settings: Settings) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from handlers.events import (
     Response,
 )
 from handlers.i18n import translator
+from scheduler.metrics import TURN_SECONDS, UPDATES_HANDLED
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,16 @@ def failure(error: BaseException) -> str:
 # A turn is retried while the database is away: SQLite locked past its busy timeout, a
 # PostgreSQL restart. After this long the user is told to try again.
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15, 15, 15)
+
+
+# Behind a webhook the messenger re-sends what we did not acknowledge: a short wait for the
+# database, then the update is refused (HTTP 5xx) and comes again later.
+REDELIVERED_RETRY_DELAYS = (0.5, 1, 2, 4)
+
+
+class NotCommitted(Exception):
+    """The turn could not be committed (the database is away); nothing of it was stored.
+    Raised only by a channel whose messenger re-sends unacknowledged updates."""
 
 
 # What we accept from a user, in any messenger: a photo (the messenger says or the download
@@ -83,12 +95,28 @@ class Channel:
         self.outbox = outbox
         self.send = send
         self.retry_delays = retry_delays
+        # Webhooks: an update that could not be committed raises NotCommitted, so it is
+        # not acknowledged and the messenger sends it again (instead of an apology).
+        self.redelivered = False
+
+    def redeliver_uncommitted(self) -> None:
+        """Switch to webhook behaviour: see `redelivered`."""
+        self.redelivered = True
+        self.retry_delays = REDELIVERED_RETRY_DELAYS
 
     async def process(self, draft: Draft, decided: Decided | None = None) -> Response:
         """Handle one update to the end; never raises for a user's input or an outage.
         `decided` runs between the turn and the delivery (a button's notice goes first)."""
         event = draft.event
-        response = await self._decide(draft)
+        platform = str(event.user.platform)
+        began = time.perf_counter()
+        try:
+            response, outcome = await self._decide(draft)
+        except NotCommitted:
+            UPDATES_HANDLED.labels(platform=platform, outcome="error").inc()
+            raise
+        TURN_SECONDS.labels(platform=platform).observe(time.perf_counter() - began)
+        UPDATES_HANDLED.labels(platform=platform, outcome=outcome).inc()
         if decided is not None:
             try:
                 await decided(response)
@@ -97,25 +125,30 @@ class Channel:
         await self.deliver(event.chat, response)
         return response
 
-    async def _decide(self, draft: Draft) -> Response:
+    async def _decide(self, draft: Draft) -> tuple[Response, str]:
+        """The turn's response and its outcome for the metrics (ok, refused, error)."""
         event = draft.event
         try:
             refusal = await self._retrying(lambda: self.core.admit(event))
             if refusal is not None:
-                return refusal
+                return refusal, "refused"
             if draft.photos:
                 event = await self._with_photos(event, draft.photos)
             response = await self._retrying(lambda: self.core.handle(event))
-        except TemporarilyUnavailable:
+        except TemporarilyUnavailable as error:
+            if self.redelivered:
+                log.error("database unavailable; %s update %s left for the messenger to "
+                          "send again", event.user.platform, event.update_key)
+                raise NotCommitted from error
             log.error("database unavailable; %s update %s answered with an apology",
                       event.user.platform, event.update_key)
-            return self._apology(event)
+            return self._apology(event), "error"
         except Exception as error:  # a bug in the core: a polite answer instead of silence
             log.error("core failed on %s update %s: %s", event.user.platform,
                       event.update_key, failure(error))
-            return self._apology(event)
+            return self._apology(event), "error"
         assert response is not None
-        return response
+        return response, "ok"
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Response | None]]
                         ) -> Response | None:
@@ -152,7 +185,9 @@ class Channel:
     async def deliver(self, chat: ChatRef, response: Response) -> None:
         """Queued replies go through the outbox now; the rest (the database was away) is
         sent directly, once."""
-        if response.queued:
+        # Behind a webhook an empty response may be a re-sent update whose turn committed
+        # in a process that died before delivering: its replies are still waiting.
+        if response.queued or (self.redelivered and not response.replies):
             try:
                 await self.outbox.deliver_chat(str(chat.platform), chat.chat_id)
             except Exception:  # the rows stay pending; the sender's sweep retries them

@@ -104,6 +104,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.serve import ServeError, check_settings, serve_webhooks
+    from storage.migrate import upgrade
+
+    settings = load_settings()
+    load_org(settings)
+    try:
+        check_settings(settings)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from exc
+    upgrade(settings.database_url)
+    try:
+        asyncio.run(serve_webhooks(settings, port=args.port))
+    except ServeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_org_check(args: argparse.Namespace) -> int:
     settings = load_settings()
     path = Path(args.file) if args.file else settings.org_file
@@ -378,6 +397,10 @@ def build_parser() -> Parser:
 
     run = commands.add_parser("run", help="migrate the database and start the bots")
     run.set_defaults(func=cmd_run)
+    serve = commands.add_parser(
+        "serve", help="the web process: Telegram webhook, VK Callback API, /healthz, /metrics")
+    serve.add_argument("--port", type=int, help="default: MCU_SERVE_PORT, else 8080")
+    serve.set_defaults(func=cmd_serve)
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(func=cmd_migrate)
 
@@ -441,12 +464,37 @@ def build_parser() -> Parser:
     return parser
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (MCU_LOG_FORMAT=json): time, level, logger, message. The
+    messages are the same as in the text format, which never carry texts or names."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": datetime.fromtimestamp(record.created).astimezone()
+                 .isoformat(timespec="milliseconds"),
+                 "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(verbose: bool) -> None:
+    try:
+        log_format = Settings().log_format
+    except ValidationError:  # the command itself reports the configuration error
+        log_format = "text"
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLogFormatter())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(args.verbose)
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("aiogram.event").setLevel(logging.WARNING)
         logging.getLogger("pymorphy3").setLevel(logging.WARNING)

@@ -75,3 +75,25 @@ async def _take(services: Services, name: str, holder: str, ttl: timedelta) -> b
     except Exception as error:
         log.warning("%s could not be renewed (%s)", name, type(error).__name__)
         return None
+
+
+# SQLite allows one process: its write lock serialises every transaction, and the per-user
+# order of one process's lanes is all there is. `mcu run` and `mcu serve` hold this lease.
+SQLITE_PROCESS = "sqlite-process"
+
+
+async def claim_single_process(services: Services) -> bool:
+    """Take the one-process lease of a SQLite database; False when another process that
+    is still alive (or died less than TTL ago) holds it."""
+    return bool(await _take(services, SQLITE_PROCESS, _SELF, TTL))
+
+
+async def keep_single_process(services: Services) -> None:
+    """Renew the lease taken by `claim_single_process` until cancelled (released then)."""
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    await run_while_holding(services, SQLITE_PROCESS, forever, holder=_SELF)
+
+
+_SELF = process_identity()

@@ -30,8 +30,9 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 from aiogram.types import BotCommand, CallbackQuery, Document, Message, PhotoSize, Update
+from aiohttp import web
 
-from bot import errors
+from bot import errors, telegram_webhook
 from bot.channel import DOCUMENT_MAX_BYTES, PHOTO_MAX_BYTES, Draft, PhotoTooLarge
 from bot.errors import Outcome, Verdict
 from bot.platforms import TELEGRAM, telegram_with_username
@@ -116,6 +117,7 @@ class TelegramTransport(Edge):
         super().__init__(core, outbox)
         self.poller = TelegramPoller(self.dp, self.lanes)
         self._polling: asyncio.Task[None] | None = None
+        self._registering: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         bot = make_bot(self.settings)
@@ -142,9 +144,26 @@ class TelegramTransport(Edge):
         """Only deliver (a CLI flushing the outbox): no polling, no command menu."""
         self.bot = make_bot(self.settings)
 
+    async def start_webhook(self, app: web.Application) -> None:
+        """`mcu serve`: receive through the webhook on `app` (bot/telegram_webhook.py).
+        Returns at once; setWebhook is retried in the background until the Bot API answers."""
+        self.bot = bot = make_bot(self.settings)
+        self.channel.redeliver_uncommitted()
+        telegram_webhook.mount(self, app, bot)
+        self._registering = asyncio.create_task(
+            telegram_webhook.register(self, bot, COMMANDS), name="telegram setWebhook")
+
+    def known_as(self, username: str | None) -> None:
+        """The bot's @username is known (from getMe): deep links become possible."""
+        self.username = username
+        self.capabilities = telegram_with_username(username)
+        self.core.services.capabilities[str(self.platform)] = self.capabilities
+
     async def stop(self) -> None:
         await stop_polling(self._polling)
         self._polling = None
+        await stop_polling(self._registering)
+        self._registering = None
         # Let the turns under way finish and deliver before the session closes.
         await self.lanes.close(STOP_GRACE)
         if self.bot is not None:

@@ -20,6 +20,7 @@ from aiogram.types import Update
 
 from bot.channel import failure
 from bot.lanes import AckFloor, Lanes
+from bot.ops_http import HEALTH
 from bot.polling import Backoff
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ class TelegramPoller:
                 await backoff.failed(error, getattr(error, "retry_after", None))
                 continue
             backoff.succeeded()
+            HEALTH.polled("telegram")
+            if raws:
+                HEALTH.update_arrived("telegram")
             self.floor.changed.clear()
             fresh = 0
             for raw in raws:
@@ -64,17 +68,23 @@ class TelegramPoller:
     async def _handle(self, bot: Bot, raw: dict[str, Any]) -> None:
         update_id = raw["update_id"]
         try:
-            try:
-                update = Update.model_validate(raw, context={"bot": bot})
-            except ValueError:
-                # Its fields may hold a name or a text: log the number only.
-                log.warning("telegram update %s could not be read; skipped", update_id)
-                return
-            await self.dp.feed_update(bot, update)
+            await feed(self.dp, bot, raw)
         except Exception as error:
             log.error("telegram update %s failed: %s", update_id, failure(error))
         finally:
             self.floor.handled(update_id)
+
+
+async def feed(dp: Dispatcher, bot: Bot, raw: dict[str, Any]) -> None:
+    """One raw update through aiogram, from inside its user's lane (polling and webhook
+    alike). An unreadable update is skipped; a failed turn raises."""
+    try:
+        update = Update.model_validate(raw, context={"bot": bot})
+    except ValueError:
+        # Its fields may hold a name or a text: log the number only.
+        log.warning("telegram update %s could not be read; skipped", raw.get("update_id"))
+        return
+    await dp.feed_update(bot, update)
 
 
 def lane_key(raw: dict[str, Any]) -> tuple[str, int | str]:

@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
+from aiohttp import web
+
 from bot import errors
 from bot.channel import Channel
 from bot.lanes import Lanes
@@ -28,6 +30,10 @@ class Transport(Protocol):
 
     async def open_for_sending(self) -> None:
         """Only deliver, without receiving (a CLI flushing the outbox)."""
+
+    async def start_webhook(self, app: web.Application) -> None:
+        """Receive through routes on `app` (`mcu serve`) instead of polling; called before
+        the application starts. Registration with the messenger runs in the background."""
 
     async def stop(self) -> None: ...
 

@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from vkbottle import API, AiohttpClient, GroupEventType, VKAPIError
 from vkbottle.api.request_rescheduler import ABCRequestRescheduler
 from vkbottle.bot import Bot, BotLabeler
+from vkbottle.exception_factory import ErrorHandler
 
 from bot import errors
-from bot.channel import Draft, failure
+from bot.channel import Draft, NotCommitted, failure
 from bot.errors import Outcome, Verdict
 from bot.platforms import VK
 from bot.polling import start_polling, stop_polling
@@ -142,6 +144,18 @@ class VKTransport(Edge):
                 lambda: long_poll(api, http, settings.vk_group_id, self.cursor, self.lanes,
                                   self._handle_event), "VK long polling")
 
+    async def start_webhook(self, app: web.Application) -> None:
+        """`mcu serve`: the Callback API on `app` (the community's server settings point
+        VK at MCU_PUBLIC_URL + MCU_VK_CALLBACK_PATH); nothing to register at start."""
+        await self.open_for_sending()
+        assert self.api is not None
+        # vkbottle's router would log and swallow a turn's failure; it is raised to
+        # _handle_event instead, so an uncommitted event is not answered "ok".
+        self._bot = Bot(api=self.api, labeler=build_labeler(self._on_update),
+                        error_handler=ErrorHandler(raise_exceptions=True))
+        self.channel.redeliver_uncommitted()
+        self.receiver.mount(app)
+
     async def open_for_sending(self) -> None:
         """The API client alone: enough to deliver (and what `start` builds on)."""
         settings = self.settings
@@ -179,6 +193,8 @@ class VKTransport(Edge):
             await self._bot.process_event(update, self.api)
         except Exception as error:
             log.error("VK %s event failed: %s", update.get("type"), failure(error))
+            if number is None and isinstance(error, NotCommitted):
+                raise  # a callback left unanswered: VK sends it again
         finally:
             if number is not None:
                 self.cursor.handled(number)

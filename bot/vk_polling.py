@@ -7,7 +7,6 @@ before anything looks at it, and is acknowledged only once handled: the long pol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hmac
 import json
@@ -21,6 +20,7 @@ from aiohttp import web
 from vkbottle import API, AiohttpClient, GroupEventType
 
 from bot.lanes import AckFloor, Lanes
+from bot.ops_http import HEALTH
 from bot.polling import Backoff
 from bot.settings import Settings
 
@@ -53,6 +53,7 @@ async def long_poll(api: API, http: AiohttpClient, group_id: int | None, cursor:
             await backoff.failed(error)
             continue
         backoff.succeeded()
+        HEALTH.polled("vk")
         failed = data.get("failed")
         if failed == 1:  # the history is gone: what was not fetched cannot be had
             log.error("VK long poll history lost; continuing from the newest events")
@@ -62,6 +63,8 @@ async def long_poll(api: API, http: AiohttpClient, group_id: int | None, cursor:
             server = None
             continue
         updates = [u for u in data.get("updates") or [] if isinstance(u, dict)]
+        if updates:
+            HEALTH.update_arrived("vk")
         for update, number in zip(updates, cursor.batch(str(data.get("ts")), len(updates)),
                                   strict=True):
             lanes.submit(lane_key(update), functools.partial(handle, update, number))
@@ -96,9 +99,13 @@ class CallbackReceiver:
         host, port = self._runner.addresses[0][:2]
         return f"http://{host}:{port}{self.settings.vk_callback_path}"
 
+    def mount(self, app: web.Application) -> None:
+        """Receive on another process's web application (`mcu serve`)."""
+        app.router.add_post(self.settings.vk_callback_path, self._on_request)
+
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_post(self.settings.vk_callback_path, self._on_request)
+        self.mount(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.vk_callback_host,
@@ -137,12 +144,17 @@ class CallbackReceiver:
                 return web.Response(status=503, text="not configured")
             return web.Response(text=settings.vk_callback_confirmation.get_secret_value())
         if body.get("type") in EVENT_TYPES:
+            HEALTH.update_arrived("vk")
             # "ok" once the event is handled (VK re-sends an event it got no "ok" for, and
             # the processed-update marks drop the repeat); a slow one is answered anyway.
             done = self.lanes.submit(lane_key(body),
                                      functools.partial(self.handle, body, None))
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(asyncio.shield(done), CALLBACK_ANSWER_WITHIN)
+            except TimeoutError:
+                pass
+            except Exception:  # not committed: no "ok", so VK sends it again
+                return web.Response(status=503, text="try again")
         return web.Response(text="ok")
 
 

@@ -18,6 +18,7 @@ from handlers.prepare import Prepared, prepare
 from handlers.staff import dialog as staff_dialog
 from handlers.staff.answer_files import wants_answer_document
 from handlers.turn import Turn
+from storage.chat_lock import lock_chat
 from storage.db import is_transient
 from storage.models import ProcessedUpdate
 
@@ -132,6 +133,7 @@ class Core:
         update, a group chat message that is no staff matter)."""
         services = self.services
         async with services.sessions() as session, session.begin():
+            await lock_chat(session, str(event.chat.platform), event.chat.chat_id)
             try:
                 async with session.begin_nested():
                     session.add(ProcessedUpdate(platform=str(event.user.platform),

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+import aiohttp
 from aiohttp import web
 from aiohttp.web_request import FileField
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.client.telegram import TelegramAPIServer
 
-__all__ = ["FailWindow", "FakeTelegramServer", "MediaItem", "SentRecord"]
+__all__ = ["FailWindow", "FakeTelegramServer", "MediaItem", "SentRecord", "WebhookPost"]
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")
@@ -246,6 +247,18 @@ class _StoredMessage:
 class _Pending:
     update: JsonDict
     delivered: bool = False
+    posting: bool = False  # webhook mode: a POST of it is under way
+
+
+@dataclass
+class WebhookPost:
+    """One attempt to deliver an update to the webhook."""
+
+    update_id: int
+    url: str
+    status: int | None  # None: no HTTP answer (connection refused, reset, timeout)
+    started: float
+    finished: float
 
 
 @dataclass
@@ -399,6 +412,19 @@ def _update_type(update: JsonDict) -> str:
     return next((key for key in update if key != "update_id"), "")
 
 
+def _update_chat(update: JsonDict) -> Any:
+    """The chat an update belongs to (Telegram keeps each chat's webhook updates in order)."""
+    body = update.get(_update_type(update))
+    if isinstance(body, dict):
+        message = body.get("message") if _update_type(update) == "callback_query" else body
+        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+            return message["chat"].get("id")
+        sender = body.get("from")
+        if isinstance(sender, dict):
+            return sender.get("id")
+    return None
+
+
 # --------------------------------------------------------------------------- server
 
 
@@ -478,9 +504,28 @@ class FakeTelegramServer:
         self._callback_counter = 0
         self._media_group_counter = 0
 
+        # Webhook mode (setWebhook): updates are POSTed instead of served to getUpdates.
+        self.webhook_url: str | None = None
+        self.webhook_secret: str | None = None
+        self.webhook_max_connections = 40
+        self.webhook_posts: list[WebhookPost] = []
+        self.webhook_retry_delay = 0.2  # first pause before re-sending an unanswered update
+        self.webhook_timeout = 60.0  # seconds Telegram waits for the answer
+        self._spread: list[str] | None = None
+        self._spread_next = 0
+        self._pusher: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._in_flight_chats: set[Any] = set()
+        self._retry_at: dict[Any, float] = {}  # chat -> monotonic time of its next attempt
+        self._failures: dict[int, int] = {}  # update_id -> failed attempts in a row
+        self._open = asyncio.Event()  # cleared by hold(): API calls wait before anything
+        self._open.set()
+
         self._handlers: dict[str, Callable[[JsonDict, dict[str, _Upload], SentRecord], Any]] = {
             "getMe": self._get_me,
             "deleteWebhook": self._delete_webhook,
+            "setWebhook": self._set_webhook,
+            "getWebhookInfo": self._get_webhook_info,
             "setMyCommands": self._set_my_commands,
             "sendMessage": self._send_message,
             "sendPhoto": self._send_photo,
@@ -524,6 +569,7 @@ class FakeTelegramServer:
         # Release parked long polls first so cleanup doesn't wait for their timeout.
         self._closing = True
         self._wake_pollers()
+        await self._stop_pusher()
         await self._runner.cleanup()
         self._runner = None
 
@@ -678,6 +724,15 @@ class FakeTelegramServer:
         if window.once_delivered is None or window.once_delivered <= set(self.delivered):
             self._open_window(window)
         return window
+
+    def hold(self) -> None:
+        """Hold every API call (getUpdates excepted) before it is handled or recorded, until
+        ``release()``: a test can freeze the bots' sending, then act (kill a process) at a
+        moment when no call is half done."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def end_failures(self) -> None:
         """End every fail window now (``fail_next`` rules are left alone)."""
@@ -897,10 +952,16 @@ class FakeTelegramServer:
 
         if method == "getUpdates":
             rule_error = self._window_error(method) or self._take_fail_rule(method)
+            if rule_error is None and self.webhook_url is not None:
+                rule_error = _ApiError(409, "Conflict: can't use getUpdates method while "
+                                       "webhook is active; use deleteWebhook to delete the "
+                                       "webhook first")
             if rule_error is not None:
                 return self._fail(SentRecord(method, params), rule_error)
             return await self._get_updates(params)
 
+        if not self._open.is_set():
+            await self._open.wait()
         record = self._new_record(method or raw_method, params)
         try:
             if method is None:
@@ -1135,6 +1196,124 @@ class FakeTelegramServer:
                 raise TimeoutError(describe())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
+
+    # ------------------------------------------------------------------ webhook mode
+
+    def spread_webhook(self, urls: list[str] | None) -> None:
+        """Post to these URLs in turn instead of the registered one, as nginx spreads a
+        webhook over several `mcu serve` processes (None: back to the registered URL).
+        An attempt that fails is retried on the next URL."""
+        self._spread = list(urls) if urls else None
+
+    @property
+    def webhook_pending(self) -> int:
+        """Updates not yet answered with 200 by the webhook."""
+        return len(self._pending)
+
+    def acknowledged(self) -> list[int]:
+        """Update ids the webhook answered with 200, in that order."""
+        return [p.update_id for p in self.webhook_posts if p.status == 200]
+
+    def _start_pusher(self) -> None:
+        if self._pusher is None or self._pusher.done():
+            self._pusher = asyncio.get_running_loop().create_task(self._push_loop())
+        self._wake_pollers()
+
+    async def _stop_pusher(self) -> None:
+        if self._pusher is not None:
+            self._pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pusher
+            self._pusher = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _next_url(self) -> str | None:
+        if self._spread:
+            url = self._spread[self._spread_next % len(self._spread)]
+            self._spread_next += 1
+            return url
+        return self.webhook_url
+
+    async def _push_loop(self) -> None:
+        """Telegram's side of a webhook: each chat's updates one at a time and in order (the
+        next only after the previous was answered with 200), chats in parallel up to
+        max_connections; an update not answered with 200 is sent again after a pause."""
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while not self._closing and self.webhook_url is not None:
+                event = self._updates_event
+                now = time.monotonic()
+                allowed = self._allowed_updates
+                wake_at: float | None = None
+                for pending in list(self._pending):
+                    if len(tasks) >= self.webhook_max_connections:
+                        break
+                    chat = _update_chat(pending.update)
+                    if pending.posting or chat in self._in_flight_chats:
+                        continue
+                    if allowed is not None and _update_type(pending.update) not in allowed:
+                        continue
+                    retry_at = self._retry_at.get(chat, 0.0)
+                    if retry_at > now:
+                        wake_at = retry_at if wake_at is None else min(wake_at, retry_at)
+                        self._in_flight_chats.add(chat)  # its later updates wait too
+                        continue
+                    pending.posting = True
+                    self._in_flight_chats.add(chat)
+                    task = asyncio.get_running_loop().create_task(self._post(pending, chat))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                # Chats only waiting for their retry time are free again for the next pass.
+                self._in_flight_chats = {
+                    _update_chat(p.update) for p in self._pending if p.posting}
+                timeout = None if wake_at is None else max(wake_at - time.monotonic(), 0.01)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _post(self, pending: _Pending, chat: Any) -> None:
+        update_id = pending.update["update_id"]
+        url = self._next_url()
+        status: int | None = None
+        started = time.monotonic()
+        headers = {}
+        if self.webhook_secret is not None:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret
+        try:
+            if self._http is None:
+                self._http = aiohttp.ClientSession()
+            if url is not None:
+                async with self._http.post(
+                    url, json=copy.deepcopy(pending.update), headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=self.webhook_timeout),
+                ) as response:
+                    await response.read()
+                    status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            status = None
+        except Exception as exc:  # a bug in the fake
+            self.internal_errors.append(exc)
+        self.webhook_posts.append(
+            WebhookPost(update_id, url or "", status, started, time.monotonic()))
+        pending.posting = False
+        if status == 200:
+            if pending in self._pending:
+                self._pending.remove(pending)
+            self.delivered.append(update_id)
+            self._failures.pop(update_id, None)
+            self._retry_at.pop(chat, None)
+        else:
+            failures = self._failures[update_id] = self._failures.get(update_id, 0) + 1
+            delay = min(self.webhook_retry_delay * 2 ** (failures - 1), 5.0)
+            self._retry_at[chat] = time.monotonic() + delay
+        self._in_flight_chats.discard(chat)
+        self._wake_pollers()
+        self._notify_activity()
 
     # ------------------------------------------------------------------ entities
 
@@ -1410,7 +1589,48 @@ class FakeTelegramServer:
     ) -> Any:
         if params.get("drop_pending_updates"):
             self._pending.clear()
+        self.webhook_url = self.webhook_secret = None
         return True
+
+    def _set_webhook(self, params: JsonDict, files: dict[str, _Upload], record: SentRecord) -> Any:
+        url = params.get("url")
+        if not url:  # an empty url removes the webhook, as deleteWebhook does
+            return self._delete_webhook(params, files, record)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _ApiError(400, "Bad Request: bad webhook: invalid URL")
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise _ApiError(400, "Bad Request: bad webhook: secret token contains "
+                                 "unallowed characters")
+        if params.get("drop_pending_updates"):
+            self._pending.clear()
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):
+            self._allowed_updates = set(allowed) or None
+        if params.get("max_connections"):
+            self.webhook_max_connections = int(params["max_connections"])
+        self.webhook_url = url
+        self.webhook_secret = str(secret) if secret is not None else None
+        self._start_pusher()
+        return True
+
+    def _get_webhook_info(
+        self, params: JsonDict, files: dict[str, _Upload], record: SentRecord
+    ) -> Any:
+        info: JsonDict = {
+            "url": self.webhook_url or "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._pending),
+            "max_connections": self.webhook_max_connections,
+        }
+        failed = [p for p in self.webhook_posts if p.status != 200]
+        if failed:
+            info["last_error_date"] = int(time.time())
+            info["last_error_message"] = (f"Wrong response from the webhook: {failed[-1].status}"
+                                          if failed[-1].status else "Connection refused")
+        if self._allowed_updates:
+            info["allowed_updates"] = sorted(self._allowed_updates)
+        return info
 
     def _set_my_commands(
         self, params: JsonDict, files: dict[str, _Upload], record: SentRecord
