@@ -41,6 +41,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from common import Row, table  # noqa: E402
 
 from tests.drills.harness import (  # noqa: E402
+    CARD_LEAD,
+    DIGEST_LEAD,
+    ITEM_NUMBER,
     NUMBER_MARK,
     STEP_ANSWERS,
     bodies_to,
@@ -53,7 +56,6 @@ from tests.support.postgres import PostgresServer  # noqa: E402
 HEADS = {"education": (9101, "education"), "public_relations": (9102, "healthcare"),
          "housing": (9103, "energy"), "architecture": (9104, "construction"),
          "property": (9105, "land"), "culture_sport": (9106, "culture")}
-CARD_LEAD = "Новое сообщение для вашего блока"
 BEFORE_CONFIRM = ("start", "consent", "text", "topic", "photos", "place")
 CONFIRMS_PER_SECOND = 5
 LATENCY_CITIZENS = 50
@@ -164,15 +166,20 @@ class Bench:
                     tg.press_button(uid, "confirm:send")
                     await asyncio.sleep(1 / CONFIRMS_PER_SECOND)
 
-                def card(text: str, head: int) -> float | None:
+                def card(uid: int, head: int) -> float | None:
+                    """When the head saw the citizen's number, in a card or a digest."""
+                    number = next((m.group() for b in bodies_to(tg, uid) if NUMBER_MARK in b
+                                   for m in [ITEM_NUMBER.search(b)] if m), None)
+                    if number is None:
+                        return None
                     return next((r.timestamp for r in tg.messages_to(head)
-                                 if CARD_LEAD in (r.body or "") and text in (r.body or "")),
-                                None)
+                                 if (CARD_LEAD in (r.body or "") or DIGEST_LEAD in (r.body or ""))
+                                 and number in (r.body or "")), None)
 
-                await wait(lambda: all(card(text, head) is not None
-                                       for _, text, (head, _) in citizens), 300, "the cards")
-                return [card(text, head) - pressed[uid]  # type: ignore[operator]
-                        for uid, text, (head, _) in citizens]
+                await wait(lambda: all(card(uid, head) is not None
+                                       for uid, _, (head, _) in citizens), 300, "the cards")
+                return [card(uid, head) - pressed[uid]  # type: ignore[operator]
+                        for uid, _, (head, _) in citizens]
             finally:
                 await world.close()
 

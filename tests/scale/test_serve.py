@@ -6,9 +6,9 @@ import asyncio
 from datetime import UTC, datetime
 
 from tests.drills.harness import (
-    CARD_LEAD,
     DIALOG,
     bodies_to,
+    cards_to,
     duplicates,
     eventually,
     in_order,
@@ -17,15 +17,10 @@ from tests.drills.harness import (
     settle,
     step_makers,
 )
-from tests.fakes.telegram_api import FakeTelegramServer
 from tests.scale.serve_harness import PUBLIC_URL, WEBHOOK_PATH, ScaleWorld
 
 HEAD = 9001
 CITIZENS = 50
-
-
-def cards_to_head(tg: FakeTelegramServer) -> list[str]:
-    return [b for b in bodies_to(tg, HEAD) if CARD_LEAD in b]
 
 
 async def test_two_serve_processes_fifty_citizens(world: ScaleWorld) -> None:
@@ -42,7 +37,7 @@ async def test_two_serve_processes_fifty_citizens(world: ScaleWorld) -> None:
 
     def done() -> bool:
         return (all(numbers_to(tg, uid) >= 1 for uid in citizens)
-                and len(cards_to_head(tg)) >= CITIZENS)
+                and cards_to(tg, HEAD) >= CITIZENS)
 
     finished = await settle(world, done, timeout=300, quiet=30)
     assert finished, world.logs()
@@ -51,7 +46,7 @@ async def test_two_serve_processes_fifty_citizens(world: ScaleWorld) -> None:
     for uid in citizens:
         assert numbers_to(tg, uid) == 1
         assert in_order(bodies_to(tg, uid), DIALOG), (uid, bodies_to(tg, uid))
-    assert len(cards_to_head(tg)) == CITIZENS
+    assert cards_to(tg, HEAD) == CITIZENS
     assert duplicates(tg) == 0
     # Both processes took a share of the webhook's updates.
     posted = {p.url for p in tg.webhook_posts if p.status == 200}
@@ -87,7 +82,7 @@ async def test_a_serve_process_killed_mid_run_loses_and_doubles_nothing(
 
     def dialogs_done() -> bool:
         return all(numbers_to(tg, uid) >= 1 for uid in citizens) \
-            and len(cards_to_head(tg)) >= count
+            and cards_to(tg, HEAD) >= count
 
     if not await settle(world, dialogs_done, timeout=180, quiet=20):
         # What the dead process had claimed is delivered once its claim expires.
@@ -101,7 +96,7 @@ async def test_a_serve_process_killed_mid_run_loses_and_doubles_nothing(
     for uid in citizens:
         assert numbers_to(tg, uid) == 1, uid
         assert in_order(bodies_to(tg, uid), DIALOG), (uid, bodies_to(tg, uid))
-    assert len(cards_to_head(tg)) == count
+    assert cards_to(tg, HEAD) == count
     assert duplicates(tg) == 0
     # The dead process's unanswered updates were re-sent, and answered by the survivor.
     resent = {p.update_id for p in tg.webhook_posts if p.status != 200}
