@@ -27,6 +27,7 @@ async def test_two_serve_processes_fifty_citizens(world: ScaleWorld) -> None:
     tg = world.tg
     assert tg is not None
     await world.serve(2)
+    await world.worker(2)  # the deployment's topology: 2 × serve and 2 × worker
     await world.registered()
     assert tg.webhook_url == PUBLIC_URL + WEBHOOK_PATH
     await world.join_staff(HEAD, timeout=60)
@@ -61,10 +62,11 @@ async def test_a_serve_process_killed_mid_run_loses_and_doubles_nothing(
     The kill happens while the Bot API holds every call (tg.hold): no message is half
     sent at that instant, so a double could only come from the webhook's re-sending, which
     is what this test is about. Messages the dead process had claimed wait for their claim
-    to expire (2 minutes) and are then delivered by a one-shot sender (a worker's job)."""
+    to expire (2 minutes) and are then delivered by the workers."""
     tg = world.tg
     assert tg is not None
     victim, survivor = await world.serve(2)
+    await world.worker(2)
     await world.registered()
     await world.join_staff(HEAD, timeout=60)
     count = 30
@@ -87,7 +89,7 @@ async def test_a_serve_process_killed_mid_run_loses_and_doubles_nothing(
     if not await settle(world, dialogs_done, timeout=180, quiet=20):
         # What the dead process had claimed is delivered once its claim expires.
         await eventually(lambda: claims_expired(world), 200, "claims of the dead process")
-        await world.flush_outbox()
+        await settle(world, dialogs_done, timeout=120, quiet=30)  # the workers send them
     assert tg.webhook_pending == 0, world.logs()
     items = await world.items()
     assert len(items) == count
