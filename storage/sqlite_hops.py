@@ -7,7 +7,7 @@ that overhead, not SQLite, was most of a turn's database time (about 0.1 ms per 
 against microseconds for the statement). Here a statement is one function run in the
 connection's thread: execute, fetch everything, close, and note whether a transaction is
 open, so that the ROLLBACK the pool sends to a connection it takes back costs nothing when
-there is nothing to roll back.
+there is nothing to roll back. A BEGIN goes with the transaction's first statement.
 
 `adopt` switches a new connection to this cursor (create_engine does it on "connect").
 """
@@ -25,10 +25,15 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.util.concurrency import await_
 
 Outcome = tuple[list[Any], Any, int, int | None, bool]
+_BEGINS = frozenset({"BEGIN", "BEGIN IMMEDIATE"})
 
 
-def _run(connection: Any, operation: str, parameters: Any, many: bool) -> Outcome:
-    """In the connection's thread: the whole statement, rows included."""
+def _run(connection: Any, begin: str | None, operation: str, parameters: Any,
+         many: bool) -> Outcome:
+    """In the connection's thread: the BEGIN held back, if any, and the whole statement,
+    rows included."""
+    if begin is not None:
+        connection.execute(begin)
     cursor = connection.cursor()
     try:
         if many:
@@ -87,9 +92,16 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     def _go(self, operation: Any, parameters: Any, many: bool) -> None:
         adapter = self._adapt_connection
         driver = self._connection
+        if not many and parameters in (None, ()) and operation in _BEGINS:
+            # Sent with the transaction's first statement, in the same hop; the lock and
+            # any "database is locked" arrive there, before anything else is done.
+            driver.mcu_begin = operation
+            self._description, self._rowcount = None, -1
+            return
+        begin, driver.mcu_begin = getattr(driver, "mcu_begin", None), None
         try:
             rows, description, rowcount, lastrowid, in_tx = await_(driver._execute(
-                _run, driver._conn, operation, parameters, many))
+                _run, driver._conn, begin, operation, parameters, many))
         except Exception as error:
             driver.mcu_in_transaction = True  # unknown: the next ROLLBACK is really sent
             adapter._handle_exception(error)
@@ -120,12 +132,14 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def rollback(self) -> None:
         driver = self._connection
+        driver.mcu_begin = None  # a transaction without statements: nothing was begun
         if getattr(driver, "mcu_in_transaction", True):
             super().rollback()
             driver.mcu_in_transaction = False
 
     def commit(self) -> None:
         driver = self._connection
+        driver.mcu_begin = None
         if getattr(driver, "mcu_in_transaction", True):
             super().commit()
             driver.mcu_in_transaction = False
