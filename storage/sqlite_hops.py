@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_ss_cursor,
 )
 from sqlalchemy.util.concurrency import await_
 
@@ -122,6 +123,24 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return None
 
 
+class StreamingCursor(AsyncAdapt_aiosqlite_ss_cursor):
+    """A server-side cursor (`session.stream`) fetches in batches, with the driver's own
+    cursor; it sends the BEGIN held back first."""
+
+    __slots__ = ()
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        driver = self._connection
+        begin, driver.mcu_begin = getattr(driver, "mcu_begin", None), None
+        driver.mcu_in_transaction = True  # not tracked here: COMMIT and ROLLBACK are sent
+        if begin is not None:
+            try:
+                await_(driver._execute(driver._conn.execute, begin))
+            except Exception as error:
+                self._adapt_connection._handle_exception(error)
+        return super().execute(operation, parameters)
+
+
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     """The aiosqlite adapter with one-hop statements; COMMIT and ROLLBACK are skipped when
     the last statement left no transaction open (the pool's reset after a commit)."""
@@ -129,6 +148,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()  # the same layout: `adopt` switches the class of a live connection
 
     _cursor_cls = OneHopCursor
+    _ss_cursor_cls = StreamingCursor
 
     def rollback(self) -> None:
         driver = self._connection
