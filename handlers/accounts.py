@@ -9,20 +9,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.events import ChatRef, UserRef
+from handlers.events import UserRef
 from handlers.i18n import normalise_locale
 from storage.models import Account, Consent, DialogState
-from storage.turns import load_writer
-
-
-async def get_or_create_account(session: AsyncSession, user: UserRef, chat: ChatRef,
-                                language_code: str | None, now: datetime) -> Account:
-    account, _, _ = await load_writer(session, str(user.platform), user.user_id)
-    return account or await create_account(session, user, language_code, now)
 
 
 async def create_account(session: AsyncSession, user: UserRef, language_code: str | None,
                          now: datetime) -> Account:
+    """A first message from this messenger account (the turn read it with
+    storage.turns.load_writer and found none)."""
     # Only the technical identity is stored before consent: no name, no text.
     locale = "en" if normalise_locale(language_code) == "en" else "ru"
     account = Account(platform=str(user.platform), user_id=user.user_id,
