@@ -9,23 +9,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.events import ChatRef, UserRef
+from handlers.events import UserRef
 from handlers.i18n import normalise_locale
 from storage.models import Account, Consent, DialogState
 
 
-async def get_or_create_account(session: AsyncSession, user: UserRef, chat: ChatRef,
-                                language_code: str | None, now: datetime) -> Account:
-    account = await session.scalar(
-        select(Account).where(Account.platform == str(user.platform),
-                              Account.user_id == user.user_id))
-    if account is None:
-        # Only the technical identity is stored before consent: no name, no text.
-        locale = "en" if normalise_locale(language_code) == "en" else "ru"
-        account = Account(platform=str(user.platform), user_id=user.user_id,
-                          chat_id=user.user_id, locale=locale, created_at=now)
-        session.add(account)
-        await session.flush()
+async def create_account(session: AsyncSession, user: UserRef, language_code: str | None,
+                         now: datetime) -> Account:
+    """A first message from this messenger account (the turn read it with
+    storage.turns.load_writer and found none)."""
+    # Only the technical identity is stored before consent: no name, no text.
+    locale = "en" if normalise_locale(language_code) == "en" else "ru"
+    account = Account(platform=str(user.platform), user_id=user.user_id,
+                      chat_id=user.user_id, locale=locale, created_at=now)
+    session.add(account)
+    await session.flush()
     return account
 
 
@@ -39,32 +37,46 @@ IDLE = "idle"  # no dialog in progress
 
 
 class Dialog:
-    """The persisted dialog state of one account, locked for the duration of the turn."""
+    """The persisted dialog state of one account, locked for the duration of the turn.
 
-    def __init__(self, row: DialogState) -> None:
+    An account without a row is idle; the row is written only when the dialog is set (an
+    INSERT the first time, then an UPDATE of what changed)."""
+
+    def __init__(self, session: AsyncSession, account_id: int, row: DialogState | None) -> None:
+        self._session = session
+        self._account_id = account_id
         self._row = row
 
     @classmethod
     async def load(cls, session: AsyncSession, account_id: int, now: datetime) -> Dialog:
+        """Another account's dialog (staff asking a citizen): the account row is locked
+        first, as the citizen's own turn locks it (storage/turns.py), then the state."""
+        await session.execute(select(Account.id).where(Account.id == account_id)
+                              .with_for_update())
         row = await session.scalar(select(DialogState).where(DialogState.account_id == account_id)
                                    .with_for_update())
-        if row is None:
-            row = DialogState(account_id=account_id, state=IDLE, data={}, updated_at=now)
-            session.add(row)
-        return cls(row)
+        return cls(session, account_id, row)
 
     @property
     def state(self) -> str:
-        return self._row.state
+        return self._row.state if self._row is not None else IDLE
 
     @property
     def data(self) -> dict[str, Any]:
-        return dict(self._row.data or {})
+        return dict(self._row.data or {}) if self._row is not None else {}
 
     def set(self, state: StrEnum | str, data: dict[str, Any] | None = None, *,
             now: datetime) -> None:
         # Each feature has its own Enum of states; the column keeps the plain value.
-        self._row.state = state.value if isinstance(state, StrEnum) else state
+        value = state.value if isinstance(state, StrEnum) else state
+        if self._row is None:
+            if value == IDLE and not data:
+                return  # no row is idle already
+            self._row = DialogState(account_id=self._account_id, state=value,
+                                    data=dict(data or {}), updated_at=now)
+            self._session.add(self._row)
+            return
+        self._row.state = value
         # A new dict object, so SQLAlchemy sees the JSON change.
         self._row.data = dict(data or {})
         self._row.updated_at = now

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from handlers.accounts import Dialog, get_or_create_account
+from handlers.accounts import Dialog, create_account
 from handlers.citizen import dialog as citizen_dialog
 from handlers.context import Services
 from handlers.events import Event, IncomingMessage, Reply, Response
-from handlers.flood import count_message
+from handlers.flood import claim_warning, count_message
 from handlers.i18n import translator
 from handlers.outbox import enqueue
 from handlers.prepare import Prepared, prepare
@@ -20,7 +20,7 @@ from handlers.staff.answer_files import wants_answer_document
 from handlers.turn import Turn
 from storage.chat_lock import lock_chat
 from storage.db import is_transient
-from storage.models import ProcessedUpdate
+from storage.turns import claim_update, load_writer
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +40,25 @@ class Core:
     async def admit(self, event: Event) -> Response | None:
         """The cheap check that runs before anything is downloaded: a refusal, or None.
 
-        The count is kept in the database, so the limit holds across processes. The polite
-        refusal goes out once per burst, through the outbox like every other message.
+        The count is kept in the database, so the limit holds across processes: one
+        statement that commits by itself. The polite refusal goes out once per burst, through
+        the outbox like every other message.
         """
         key = (str(event.user.platform), event.user.user_id)
         if not event.is_private or key in self._staff:
             return None
         services = self.services
         try:
+            verdict = await count_message(services.sessions.kw["bind"], key, services.now(),
+                                          services.flood_limit_per_minute)
+            if verdict.allowed:
+                return None
+            if not verdict.warn:
+                return Response()
+            reply = Reply(translator(event.language_code)("flood.slow_down"))
             async with services.sessions() as session, session.begin():
-                verdict = await count_message(session, key, services.now(),
-                                              services.flood_limit_per_minute)
-                if verdict.allowed:
-                    return None
-                if not verdict.warn:
+                if not await claim_warning(session, key, verdict):
                     return Response()
-                reply = Reply(translator(event.language_code)("flood.slow_down"))
                 enqueue(session, event.chat, reply, audience="reply", now=services.now())
         except Exception as error:
             if is_transient(error):
@@ -130,27 +133,28 @@ class Core:
 
     async def _turn(self, event: Event, prepared: Prepared) -> Turn | None:
         """The turn in one transaction; None when there was nothing to answer (a duplicate
-        update, a group chat message that is no staff matter)."""
+        update, a group chat message that is no staff matter).
+
+        An ordinary step costs the mark, one joined read, the dialog's write when it changed
+        and the replies' rows (tests/test_turn_statements.py counts them)."""
         services = self.services
+        platform = str(event.user.platform)
         async with services.sessions() as session, session.begin():
             await lock_chat(session, str(event.chat.platform), event.chat.chat_id)
-            try:
-                async with session.begin_nested():
-                    session.add(ProcessedUpdate(platform=str(event.user.platform),
-                                                update_key=event.update_key,
-                                                processed_at=services.now()))
-            except IntegrityError:
+            if not await claim_update(session, platform, event.update_key, services.now()):
                 log.info("duplicate %s update ignored", event.user.platform)
                 return None
-            account = await get_or_create_account(session, event.user, event.chat,
-                                                  event.language_code, services.now())
+            account, state, consent = await load_writer(session, platform, event.user.user_id)
+            if account is None:
+                account = await create_account(session, event.user, event.language_code,
+                                               services.now())
             if account.staff_id is not None:
-                self._staff.add((str(event.user.platform), event.user.user_id))
+                self._staff.add((platform, event.user.user_id))
             if account.blocked_bot_at is not None and event.is_private:
                 account.blocked_bot_at = None  # writing to us again: unblocked
-            dialog = await Dialog.load(session, account.id, services.now())
             turn = Turn(session=session, services=services, event=event, account=account,
-                        dialog=dialog, t=translator(account.locale), prepared=prepared)
+                        dialog=Dialog(session, account.id, state), consent=consent,
+                        t=translator(account.locale), prepared=prepared)
             message = event if isinstance(event, IncomingMessage) else None
             if message is not None and message.problem and event.is_private:
                 turn.say(message.problem)  # e.g. a photo too large: said before the rest

@@ -75,7 +75,7 @@ async def remove_orphan_files(services: Services,
 
     Ages are measured on the disk's own clock, not the job's `now`: `mcu jobs run --now` in
     the future must never reach a photo that a running turn has just saved."""
-    async with services.sessions() as session:
+    async with services.readers() as session:  # a snapshot: no write lock
         known = set((await session.scalars(select(Attachment.path))).all())
     before = time.time() - older_than.total_seconds()
     stale = await asyncio.to_thread(orphans, services.files.root, known, before)

@@ -13,7 +13,7 @@ from handlers.context import Services
 from handlers.events import ButtonPress, Event, IncomingMessage, Reply
 from handlers.i18n import Translator
 from handlers.prepare import Prepared
-from storage.models import Account
+from storage.models import Account, Consent
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Turn:
     account: Account
     dialog: Dialog
     t: Translator
+    consent: Consent | None = None  # the active consent, read with the account
     notice: str | None = None
     replies: list[Reply] = field(default_factory=list)
     keep_out_of_outbox: bool = False  # only after an erasure: see citizen.privacy.forget

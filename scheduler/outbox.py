@@ -81,7 +81,7 @@ class OutboxCounts:
 
 async def outbox_counts(services: Services, now: datetime) -> OutboxCounts:
     """What `mcu jobs list` shows for the outbox: due now, held for later, failed."""
-    async with services.sessions() as session:
+    async with services.readers() as session:
         pending = OutboxMessage.status == "pending"
         due = await session.scalar(select(func.count()).where(
             pending, OutboxMessage.not_before <= now))
@@ -161,7 +161,7 @@ class OutboxSender:
         if self._postgres:
             chats = await self._claim_heads(now)
         else:
-            async with self.services.sessions() as session:
+            async with self.services.readers() as session:  # reads only: no write lock
                 chats = [(p, c) for p, c in (await session.execute(
                     select(OutboxMessage.platform, OutboxMessage.chat_id)
                     .where(OutboxMessage.status == "pending",
@@ -314,7 +314,7 @@ class OutboxSender:
 
     async def _chat_queue(self, platform: str, chat_id: str,
                           now: datetime) -> list[OutboxMessage]:
-        async with self.services.sessions() as session:
+        async with self.services.readers() as session:  # reads only: no write lock
             return list((await session.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id,

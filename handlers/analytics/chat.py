@@ -18,7 +18,6 @@ from enum import StrEnum
 from pathlib import Path
 
 from handlers.analytics.chart import render_chart
-from handlers.analytics.excel import write_xlsx
 from handlers.analytics.payloads import ChoosePeriod, ChooseSection, Sections, Spreadsheet
 from handlers.analytics.periods import (
     PRESETS,
@@ -199,6 +198,9 @@ async def send_excel(turn: Turn, staff: Staff, section: Section, period: Period)
     path, t = new_report_path(turn, ".xlsx"), turn.t
 
     async def spreadsheet() -> list[Reply]:  # after the commit, in a thread
+        # openpyxl (and numpy, which it loads) cost ~35 MB: only once a spreadsheet is asked.
+        from handlers.analytics.excel import write_xlsx
+
         await asyncio.to_thread(_locked, write_xlsx, report, t, path)
         return [Reply(t("stats.excel_caption", section=report.title, period=report.period_text),
                       document=OutgoingDocument(path, f"{report.file_stem}.xlsx"))]

@@ -3,7 +3,6 @@ sends to a feature (the report, «Мои обращения», privacy, polls)."
 
 from __future__ import annotations
 
-from handlers.accounts import active_consent
 from handlers.citizen import my_items, polls, privacy, report
 from handlers.citizen.common import main_menu, menu_reply
 from handlers.citizen.items_view import items_list
@@ -64,7 +63,7 @@ def prompt_for(turn: Turn) -> Reply:
 # Entry point
 
 async def handle(turn: Turn) -> None:
-    consent = await active_consent(turn.session, turn.account.id)
+    consent = turn.consent  # read with the account at the start of the turn
     if turn.press is not None:
         await on_button(turn, consent is not None)
         return

@@ -1,0 +1,114 @@
+"""Idle memory of `mcu run`: `python bench/memory.py [--quick] [--code DIR]`.
+
+The subject is `mcu run` as a real process with both transports, against the fake Telegram
+and VK servers of the tests (tests/fakes), a fresh SQLite file (migrated before the start, as
+after the first run) and a data directory whose topic model cache is kept between runs. Its
+resident memory (VmRSS) is read once both pollers wait and the process has gone quiet (the
+topic model loaded). The baseline is a process that only imports aiogram and vkbottle.
+`--code DIR` runs another checkout of the code as the subject (the figure before a change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import DATA_DIR, Row, table  # noqa: E402
+from bench.dialog import settle  # noqa: E402
+
+GOAL = 1.1
+BASELINE = "import sys, time, aiogram, vkbottle; print('ready', flush=True); time.sleep(3600)"
+VK_GROUP, VK_TOKEN = 4242, "vk-bench-token"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def subject_rss(code: Path) -> float:
+    from storage.migrate import upgrade_async
+    from tests.fakes.telegram_api import FakeTelegramServer
+    from tests.fakes.vk_api import FakeVKServer
+
+    work = DATA_DIR / "memory"
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    database = work / "bench.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite+aiosqlite:///{database}"
+    await upgrade_async(url)
+    async with FakeTelegramServer(token="42:BENCH") as tg, \
+            FakeVKServer(group_id=VK_GROUP, token=VK_TOKEN) as vk:
+        env = {**os.environ, "PYTHONPATH": str(code), "MCU_DATABASE_URL": url,
+               "MCU_DATA_DIR": str(work / "data"), "MCU_LOG_LEVEL": "WARNING",
+               "MCU_TELEGRAM_TOKEN": "42:BENCH", "MCU_TELEGRAM_API_URL": tg.base_url,
+               "MCU_VK_TOKEN": VK_TOKEN, "MCU_VK_GROUP_ID": str(VK_GROUP),
+               "MCU_VK_API_URL": vk.api_url}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "run", cwd=work, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            await tg.wait_polling(timeout=60)
+            await vk.wait_for_poller(timeout=60)
+            await settle(process.pid)
+            await asyncio.sleep(1)
+            return rss_mb(process.pid)
+        finally:
+            await stop(process)
+
+
+async def baseline_rss() -> float:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", BASELINE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        await asyncio.wait_for(process.stdout.readline(), 120)
+        await settle(process.pid)
+        return rss_mb(process.pid)
+    finally:
+        await stop(process)
+
+
+def run(quick: bool, code: Path = ROOT) -> list[Row]:
+    subject = asyncio.run(subject_rss(code))
+    baseline = asyncio.run(baseline_rss())
+    ratio = subject / baseline
+    return [Row(measure="idle RSS of `mcu run`, Telegram + VK",
+                value=f"{subject:,.0f} MB",
+                baseline=f"aiogram + vkbottle imported {baseline:,.0f} MB",
+                ratio=ratio, goal=f"≤ {GOAL}×", met=ratio <= GOAL)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--code", type=Path, default=ROOT,
+                        help="the checkout `mcu run` runs from (default: this one)")
+    args = parser.parse_args()
+    print(table(run(args.quick, args.code.resolve())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The statements of a dialog turn: the processed-update mark and the one joined read of
+who is writing (account, active consent, dialog state)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Account, Consent, DialogState, ProcessedUpdate
+
+
+async def claim_update(session: AsyncSession, platform: str, update_key: str,
+                       now: datetime) -> bool:
+    """Mark the update as processed; False when it was already (a redelivery, the other
+    process). One statement, no SAVEPOINT: the insert does nothing on a conflict, and a
+    concurrent transaction marking the same key waits for this one and then does nothing."""
+    dialect = session.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (insert(ProcessedUpdate)
+                 .values(platform=platform, update_key=update_key, processed_at=now)
+                 .on_conflict_do_nothing(index_elements=[ProcessedUpdate.platform,
+                                                         ProcessedUpdate.update_key])
+                 .returning(ProcessedUpdate.update_key))
+    return (await session.execute(statement)).first() is not None
+
+
+async def load_writer(session: AsyncSession, platform: str, user_id: str
+                      ) -> tuple[Account | None, DialogState | None, Consent | None]:
+    """The account with its dialog state and its active consent, in one statement. The
+    account row is locked for the transaction (PostgreSQL; SQLite's write lock is global),
+    which keeps one user's turns, and anything else changing their dialog, in order."""
+    latest_consent = (select(func.max(Consent.id))
+                      .where(Consent.account_id == Account.id, Consent.withdrawn_at.is_(None))
+                      .correlate(Account).scalar_subquery())
+    row = (await session.execute(
+        select(Account, DialogState, Consent)
+        .outerjoin(DialogState, DialogState.account_id == Account.id)
+        .outerjoin(Consent, Consent.id == latest_consent)
+        .where(Account.platform == platform, Account.user_id == user_id)
+        .with_for_update(of=Account))).first()
+    if row is None:
+        return None, None, None
+    return row[0], row[1], row[2]

@@ -1,0 +1,42 @@
+"""What an idle `mcu run` carries: the heavy libraries load only where they are used
+(spreadsheets, charts, the topic model, migrations, PostgreSQL)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("openpyxl", "matplotlib", "numpy", "alembic", "asyncpg")
+
+START_UP = """
+import sys
+import bot.bootstrap, bot.cli, bot.telegram, bot.vk, handlers.core, scheduler.jobs, \\
+    scheduler.runner
+from storage.migrate import upgrade
+upgrade(sys.argv[1])  # already at the latest revision: nothing to import for it
+print(" ".join(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def test_start_up_imports_no_heavy_library(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'mcu.sqlite3'}"
+    from storage.migrate import is_up_to_date, upgrade
+
+    upgrade(url)  # a first start migrates (alembic in that process only)
+    assert is_up_to_date(url)
+    result = subprocess.run([sys.executable, "-c", START_UP.format(heavy=HEAVY), url],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "", f"imported at start-up: {result.stdout.strip()}"
+
+
+def test_a_database_behind_the_files_is_not_up_to_date(tmp_path):
+    from storage.migrate import head_revisions, is_up_to_date, upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
+    assert not is_up_to_date(url)  # no file yet
+    upgrade(url, "0001")
+    assert not is_up_to_date(url)
+    upgrade(url)
+    assert is_up_to_date(url) and head_revisions()
