@@ -7,9 +7,9 @@ tests/scale/. Measured in the same run:
 - **updates/s through webhooks** with 1 and then 2 serve processes (each on a fresh database):
   citizens type a whole report ahead of the bot, the fake keeps each chat's updates in order
   (the next one only after the previous was answered, as Telegram does) and the figure is
-  updates answered per second. The ratio 2 / 1 is the scale-out (goal ≥ 1.5×). Each serve
-  process sends its replies within its own 28 messages/s, so the 2-process figure may
-  exceed what one bot may send deployment-wide; the shared limit is `mcu worker`'s.
+  updates answered per second. The ratio 2 / 1 is the scale-out (goal ≥ 1.5×). Telegram's
+  total of 28 messages/s, shared by all processes on PostgreSQL, is lifted here
+  (MCU_TELEGRAM_MESSAGES_PER_SECOND): with it, any deployment answers at most 28 replies/s.
 - **confirm → head's card, p99**, with 2 serve processes and 50 citizens in their dialogs at
   once: every citizen has written the report up to the confirmation screen, then they press
   «Отправить» 5 per second, spread over the six blocks' heads. The time runs from the press
@@ -113,7 +113,9 @@ class Bench:
         url = self.pg.create_database(f"bench_{serves}_{uuid.uuid4().hex[:8]}")
         world = ScaleWorld(self.workdir, url, tg=tg)
         await world.migrate()
-        await world.serve(serves)
+        # Telegram's total (28/s for the whole deployment) would cap any number of serve
+        # processes at 28 replies/s: lifted, so the figure is the processes' own capacity.
+        await world.serve(serves, MCU_TELEGRAM_MESSAGES_PER_SECOND="1000000")
         await world.registered(timeout=120)
         return world
 

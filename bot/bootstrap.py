@@ -71,7 +71,9 @@ def build_app(settings: Settings, clock: Clock | None = None) -> App:
     core = Core(services)
     # Every process that sends counts against one window on PostgreSQL (several processes).
     sender = OutboxSender(services,
-                          limiter=deployment_limiter(services.sessions, settings.database_url))
+                          limiter=deployment_limiter(
+                              services.sessions, settings.database_url,
+                              telegram_per_second=settings.telegram_messages_per_second))
     services.on_outbox = sender.wake
     app = App(settings=settings, engine=engine, services=services, core=core, sender=sender)
     app.transports = build_transports(settings, core, sender)
@@ -202,7 +204,9 @@ async def flush_outbox(settings: Settings, services: Services) -> int | None:
     """`mcu jobs run …`: deliver what is due now from this process; None when no messenger
     is configured here (then the running `mcu run` delivers it)."""
     sender = OutboxSender(services,
-                          limiter=deployment_limiter(services.sessions, settings.database_url))
+                          limiter=deployment_limiter(
+                              services.sessions, settings.database_url,
+                              telegram_per_second=settings.telegram_messages_per_second))
     sender.transports = transports = build_transports(settings, Core(services), sender)
     if not transports:
         return None

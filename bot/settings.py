@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # SQLite: seconds a statement waits for another connection's lock (busy_timeout).
     sqlite_busy_timeout: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
+    # Telegram's total for the bot, in any one-second window (its limit is about 30/s; the
+    # margin absorbs clock and network jitter). On PostgreSQL it holds for all processes.
+    telegram_messages_per_second: float = Field(default=28, gt=0)
     # "text": one line per event; "json": one JSON object per line (for log collectors).
     log_format: str = Field(default="text", pattern="^(text|json)$")
     # Webhook deployments (`mcu serve`): the public https address nginx answers on, and the

@@ -36,7 +36,9 @@ async def serve_worker(settings: Settings, stop: asyncio.Event | None = None, *,
     engine = create_engine(settings.database_url, busy_timeout=settings.sqlite_busy_timeout)
     services = build_services(settings, engine, clock)
     sender = OutboxSender(services,
-                          limiter=deployment_limiter(services.sessions, settings.database_url))
+                          limiter=deployment_limiter(
+                              services.sessions, settings.database_url,
+                              telegram_per_second=settings.telegram_messages_per_second))
     # What the leader's sweeps queue goes out from here at once; the other workers find it
     # on their next sweep.
     services.on_outbox = sender.wake

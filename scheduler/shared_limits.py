@@ -49,7 +49,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -299,10 +299,15 @@ class SharedRateLimiter:
             index_elements=["key"])
 
 
-def deployment_limiter(sessions: async_sessionmaker[AsyncSession],
-                       database_url: str) -> RateLimiter | SharedRateLimiter:
+def deployment_limiter(sessions: async_sessionmaker[AsyncSession], database_url: str, *,
+                       telegram_per_second: float | None = None
+                       ) -> RateLimiter | SharedRateLimiter:
     """The limiter of a process that sends: in memory for the one-process SQLite default,
-    shared through the database on PostgreSQL, where several processes send."""
+    shared through the database on PostgreSQL, where several processes send.
+    `telegram_per_second` replaces Telegram's total (MCU_TELEGRAM_MESSAGES_PER_SECOND)."""
+    limits = dict(DEFAULT_LIMITS)
+    if telegram_per_second is not None:
+        limits["telegram"] = replace(limits["telegram"], per_second=telegram_per_second)
     if is_sqlite(database_url):
-        return RateLimiter()
-    return SharedRateLimiter(sessions, dialect="postgresql")
+        return RateLimiter(limits)
+    return SharedRateLimiter(sessions, dialect="postgresql", limits=limits)

@@ -20,6 +20,7 @@ from scheduler.shared_limits import (
     SharedRateLimiter,
     chat_wait,
     complete,
+    deployment_limiter,
     platform_wait,
     take,
 )
@@ -160,3 +161,17 @@ def test_a_chat_waits_a_second_a_group_a_minute_a_reply_not_at_all() -> None:
     for n in range(20):
         _, group, _ = take({}, group, TELEGRAM, 10.0 + n, "g", group=True)
     assert chat_wait(group, TELEGRAM, 31.0, group=True, direct=True) == pytest.approx(39.0)
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///unused.sqlite3",
+                                 "postgresql+asyncpg://mcu@127.0.0.1:1/unused"])
+def test_telegrams_total_is_the_setting_and_the_rest_stays(url: str) -> None:
+    """MCU_TELEGRAM_MESSAGES_PER_SECOND reaches the limiter of either kind; nothing else
+    changes (the per-chat spacing, the group minute, VK)."""
+    limiter = deployment_limiter(async_sessionmaker(), url, telegram_per_second=12)
+    telegram = limiter.limits["telegram"]
+    assert telegram.per_second == 12
+    assert telegram.per_chat_interval == DEFAULT_LIMITS["telegram"].per_chat_interval
+    assert telegram.group_per_minute == DEFAULT_LIMITS["telegram"].group_per_minute
+    assert limiter.limits["vk"] == DEFAULT_LIMITS["vk"]
+    assert deployment_limiter(async_sessionmaker(), url).limits["telegram"].per_second == 28
