@@ -23,7 +23,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from aiohttp import web
 from sqlalchemy import event
@@ -33,9 +32,9 @@ from bot.bootstrap import App, build_app, install_signal_handlers, warm_up_topic
 from bot.lease import claim_single_process, keep_single_process
 from bot.ops_http import add_ops_routes
 from bot.settings import Settings
+from handlers.outbox import QUEUED_CHATS
 from scheduler.outbox import OutboxSender
 from storage.db import is_sqlite
-from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class TurnDeliveries:
     """After a commit in this process, deliver the chats it queued messages for.
 
     The session factory's commits are watched (SQLAlchemy session events): the chats of new
-    outbox rows are collected at flush and handed over once the transaction has committed,
+    outbox rows (recorded by `enqueue`) are handed over once the transaction has committed,
     never before, so a rolled-back turn delivers nothing. Claims keep this safe next to the
     workers: a row is sent by whoever claims it first.
     """
@@ -88,7 +87,6 @@ class TurnDeliveries:
         class Tracked(Session):
             pass
 
-        event.listen(Tracked, "after_flush", self._flushed)
         event.listen(Tracked, "after_commit", self._committed)
         event.listen(Tracked, "after_rollback", self._rolled_back)
         app.services.sessions.configure(sync_session_class=Tracked)
@@ -100,21 +98,15 @@ class TurnDeliveries:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    @staticmethod
-    def _flushed(session: Session, context: Any) -> None:
-        chats = [(row.platform, row.chat_id) for row in session.new
-                 if isinstance(row, OutboxMessage)]
-        if chats:
-            session.info.setdefault("queued_chats", set()).update(chats)
-
     def _committed(self, session: Session) -> None:
-        chats = session.info.pop("queued_chats", None)
+        # `enqueue` (handlers/outbox.py) records the chats of the rows it queues.
+        chats = session.info.pop(QUEUED_CHATS, None)
         if chats:
             self.note(chats)
 
     @staticmethod
     def _rolled_back(session: Session) -> None:
-        session.info.pop("queued_chats", None)
+        session.info.pop(QUEUED_CHATS, None)
 
     def note(self, chats: Iterable[tuple[str, str]]) -> None:
         self._chats.update(chats)

@@ -71,7 +71,8 @@ async def send_parts(parts: Sequence[Part], progress: Progress | None,
                      classify: errors.Classify) -> None:
     """Send the parts of one rendered reply that were not delivered yet, each in its rate
     limit slot and marked as it arrives, so a retry resumes after it; a failure is raised in
-    the outbox's terms (bot/errors.py)."""
+    the outbox's terms (bot/errors.py). The last part has no mark of its own: the caller's
+    mark once this returns (the outbox's `sent`) is the one write after it."""
     progress = progress or Progress()
     for index in range(progress.start, len(parts)):
         try:
@@ -79,5 +80,5 @@ async def send_parts(parts: Sequence[Part], progress: Progress | None,
                 await send(index, parts[index])
         except Exception as error:
             errors.reraise(error, classify)
-        if progress.after_part is not None:
+        if progress.after_part is not None and index + 1 < len(parts):
             await progress.after_part(index + 1)

@@ -13,7 +13,7 @@ from handlers.context import Services
 from handlers.events import Event, IncomingMessage, Reply, Response
 from handlers.flood import claim_warning, count_message
 from handlers.i18n import translator
-from handlers.outbox import enqueue
+from handlers.outbox import enqueue, queued_chats
 from handlers.prepare import Prepared, prepare
 from handlers.staff import dialog as staff_dialog
 from handlers.staff.answer_files import wants_answer_document
@@ -110,8 +110,10 @@ class Core:
             return Response()
         if turn.renders:
             await self._render_later(turn)
-        # After the commit, never before: the sender must see what this turn queued.
-        services.on_outbox()
+        # After the commit, never before: the sender must see what this turn queued. Only
+        # when there is more than the reply chat, which the channel delivers itself.
+        if _needs_sweep(turn):
+            services.on_outbox()
         return Response(turn.replies, notice=turn.notice, queued=not turn.keep_out_of_outbox)
 
     async def _render_later(self, turn: Turn) -> None:
@@ -169,7 +171,17 @@ class Core:
             if not turn.keep_out_of_outbox:
                 for reply in turn.replies:
                     enqueue(session, event.chat, reply, audience=audience, now=turn.now)
+            turn.queued_chats = set(queued_chats(session))
         return turn
+
+
+def _needs_sweep(turn: Turn) -> bool:
+    """Whether the sender's sweep must run after this turn: it queued for a chat other than
+    the one the channel delivers right away (a head's card), its replies stay out of the
+    outbox, or more replies were rendered after the commit."""
+    chat = turn.event.chat
+    others = turn.queued_chats - {(str(chat.platform), chat.chat_id)}
+    return bool(others) or bool(turn.renders) or turn.keep_out_of_outbox
 
 
 def _delete(services: Services, paths: list[str]) -> None:

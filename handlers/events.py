@@ -264,7 +264,9 @@ class Progress:
     # Pacing: held around each part's request (the rate limits count it until it is done).
     slot: Callable[[], AbstractAsyncContextManager[None]] = field(
         default=lambda: contextlib.nullcontext())
-    after_part: Callable[[int], Awaitable[None]] | None = None  # marks `n` parts delivered
+    # Marks `n` parts delivered; not called after the last part, whose mark is the caller's
+    # own once the send returns (the outbox marks the row sent: one write instead of two).
+    after_part: Callable[[int], Awaitable[None]] | None = None
 
 
 class DeliveryError(Exception):

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.events import ChatRef, Reply
 from storage.models import OutboxMessage
 
+QUEUED_CHATS = "queued_chats"  # session.info key, see `enqueue`
+
 
 def enqueue(
     session: AsyncSession,
@@ -38,7 +40,16 @@ def enqueue(
         dedupe_key=dedupe_key,
     )
     session.add(message)
+    # The chats this transaction queued for: read by the core after a turn (is anything
+    # queued beyond the reply chat the channel delivers?) and by `mcu serve` after a commit.
+    session.info.setdefault(QUEUED_CHATS, set()).add((message.platform, message.chat_id))
     return message
+
+
+def queued_chats(session: AsyncSession) -> set[tuple[str, str]]:
+    """(platform, chat_id) of every chat this session's transaction queued a message for."""
+    chats: set[tuple[str, str]] = session.info.get(QUEUED_CHATS, set())
+    return chats
 
 
 async def enqueue_once(session: AsyncSession, chat: ChatRef, reply: Reply, *, key: str,

@@ -37,6 +37,8 @@ class Turn:
     # Slow renders (charts, spreadsheets) run after the commit, off the event loop; their
     # replies are queued after this turn's, so the chat sees them in order.
     renders: list[Callable[[], Awaitable[list[Reply]]]] = field(default_factory=list)
+    # The chats the turn queued messages for (handlers/outbox.queued_chats), set at its end.
+    queued_chats: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def now(self) -> datetime:

@@ -14,7 +14,8 @@ that caused it. The sender delivers rows chat by chat:
   written), so only the sweep that claimed it delivers it, and the chat's later rows follow
   it in order under the same per-row claims as on SQLite;
 - each visible part of a row (photo, album, text part) is marked as it arrives
-  (`parts_sent`), so a retry resumes after it and a part is never sent twice;
+  (`parts_sent`; the last by the row's `sent` mark), so a retry resumes after it and a part
+  is never sent twice;
 - a delivered row's payload is redacted at once: no personal data stays in sent messages.
 
 A crash between a part's send and its mark can repeat that one part after the lease expires
