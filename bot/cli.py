@@ -86,16 +86,26 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from bot.bootstrap import build_app, serve
+def settings_to_send() -> Settings | None:
+    """Settings of a process that talks to the messengers, with the schema brought up to
+    date; None (after saying why) when no messenger token is set."""
     from storage.migrate import upgrade
 
     settings = load_settings()
     load_org(settings)
     if not (settings.telegram_enabled or settings.vk_enabled):
         print(NO_TOKEN, file=sys.stderr)
-        return 2
+        return None
     upgrade(settings.database_url)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.bootstrap import build_app, serve
+
+    settings = settings_to_send()
+    if settings is None:
+        return 2
 
     async def main() -> None:
         await serve(build_app(settings))
@@ -303,14 +313,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from bot.worker import serve_worker
-    from storage.migrate import upgrade
 
-    settings = load_settings()
-    load_org(settings)
-    if not (settings.telegram_enabled or settings.vk_enabled):
-        print(NO_TOKEN, file=sys.stderr)
+    settings = settings_to_send()
+    if settings is None:
         return 2
-    upgrade(settings.database_url)
     asyncio.run(serve_worker(settings))
     return 0
 
