@@ -468,15 +468,10 @@ class OutboxSender:
                 self._single = set(ids)
             self.wake()
         else:
-            attempts = max(row.attempts for row in rows) + 1
-            delay = (timedelta(seconds=error.retry_after) if error.retry_after is not None
-                     else backoff(attempts))
-            values["next_attempt_at"] = now + delay
-            if error.retry_after is not None:
-                self.limiter.pause(first.platform, error.retry_after)
-            else:
-                self._degraded.add(first.platform)
+            values["next_attempt_at"] = self._retry_at(
+                first.platform, max(row.attempts for row in rows) + 1, error, now)
         OUTBOX_FAILED.labels(first.platform, kind).inc()
+        count_rate_limited(first.platform, error)
         log.warning("delivery of a digest of %d outbox rows (%s…) failed (%s): %s", len(rows),
                     first.id, values.get("status", "will retry"), error)
         try:
@@ -487,9 +482,7 @@ class OutboxSender:
                 await self._write(update(OutboxMessage).where(OutboxMessage.id.in_(expired))
                                   .values(status="failed"))
             if error.blocked:
-                await self._write(update(Account).where(Account.platform == first.platform,
-                                                        Account.chat_id == first.chat_id)
-                                  .values(blocked_bot_at=now))
+                await self._mark_blocked(first.platform, first.chat_id, now)
         except MarkNotWritten:  # the claims expire and the rows are tried again
             log.error("digest of outbox rows %s…: failure not recorded (database unavailable)",
                       first.id)
@@ -530,30 +523,42 @@ class OutboxSender:
         elif error.permanent or now - row.created_at > RETRY_WINDOW:
             values["status"] = "failed"
         else:
-            delay = (timedelta(seconds=error.retry_after) if error.retry_after is not None
-                     else backoff(attempts))
-            values["next_attempt_at"] = now + delay
-            if error.retry_after is not None:
-                self.limiter.pause(row.platform, error.retry_after)
-            else:
-                self._degraded.add(row.platform)
+            values["next_attempt_at"] = self._retry_at(row.platform, attempts, error, now)
         log.warning("delivery of outbox row %s failed (%s): %s", row.id,
                     values.get("status", "will retry"), error)
         OUTBOX_FAILED.labels(platform=row.platform,
                              kind=str(values.get("status", "retry"))).inc()
-        # Telegram 429 and VK 6 carry retry_after; VK 9 is flood control for one user.
-        if error.retry_after is not None or str(error) == "VK error 9":
-            RATE_LIMITED.labels(platform=row.platform).inc()
+        count_rate_limited(row.platform, error)
         try:
             await self._write(update(OutboxMessage).where(OutboxMessage.id == row.id)
                               .values(**values))
             if error.blocked:
-                # The citizen blocked the bot: remember it, so staff see it on the card.
-                await self._write(update(Account).where(Account.platform == row.platform,
-                                                        Account.chat_id == row.chat_id)
-                                  .values(blocked_bot_at=now))
+                await self._mark_blocked(row.platform, row.chat_id, now)
         except MarkNotWritten:  # the claim expires and the row is tried again
             log.error("outbox row %s: failure not recorded (database unavailable)", row.id)
+
+    def _retry_at(self, platform: str, attempts: int, error: DeliveryError,
+                  now: datetime) -> datetime:
+        """When a transiently failed row (or digest) is tried again. A «too many requests»
+        pauses the whole platform for its retry_after; any other failure marks the platform
+        degraded, so the first success makes the waiting rows due at once."""
+        if error.retry_after is not None:
+            self.limiter.pause(platform, error.retry_after)
+            return now + timedelta(seconds=error.retry_after)
+        self._degraded.add(platform)
+        return now + backoff(attempts)
+
+    async def _mark_blocked(self, platform: str, chat_id: str, now: datetime) -> None:
+        """The citizen blocked the bot: remember it, so staff see it on the card."""
+        await self._write(update(Account).where(Account.platform == platform,
+                                                Account.chat_id == chat_id)
+                          .values(blocked_bot_at=now))
+
+
+def count_rate_limited(platform: str, error: DeliveryError) -> None:
+    # Telegram 429 and VK 6 carry retry_after; VK 9 is flood control for one user.
+    if error.retry_after is not None or str(error) == "VK error 9":
+        RATE_LIMITED.labels(platform=platform).inc()
 
 
 def digest_dedupe_id(row_ids: list[int]) -> int:
