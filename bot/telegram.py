@@ -29,7 +29,15 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
 )
-from aiogram.types import BotCommand, CallbackQuery, Document, Message, PhotoSize, Update
+from aiogram.types import (
+    BotCommand,
+    CallbackQuery,
+    Document,
+    Message,
+    PhotoSize,
+    Update,
+    User,
+)
 from aiohttp import web
 
 from bot import errors, telegram_webhook
@@ -122,11 +130,7 @@ class TelegramTransport(Edge):
     async def start(self) -> None:
         bot = make_bot(self.settings)
         try:
-            me = await bot.get_me()
-            for locale, commands in COMMANDS.items():
-                await bot.set_my_commands(
-                    [BotCommand(command=name, description=text) for name, text in commands],
-                    language_code=None if locale == "ru" else locale)
+            me = await introduce(bot)
             # Polling and a webhook exclude each other; pending updates are kept, not dropped.
             await bot.delete_webhook(drop_pending_updates=False)
         except BaseException:
@@ -151,7 +155,7 @@ class TelegramTransport(Edge):
         self.channel.redeliver_uncommitted()
         telegram_webhook.mount(self, app, bot)
         self._registering = asyncio.create_task(
-            telegram_webhook.register(self, bot, COMMANDS), name="telegram setWebhook")
+            telegram_webhook.register(self, bot), name="telegram setWebhook")
 
     def known_as(self, username: str | None) -> None:
         """The bot's @username is known (from getMe): deep links become possible."""
@@ -221,6 +225,16 @@ def document_of(bot: Bot, document: Document) -> IncomingDocument:
     return IncomingDocument(filename=document.file_name or "document",
                             mime=document.mime_type or "application/octet-stream",
                             size=document.file_size, fetch=fetch)
+
+
+async def introduce(bot: Bot) -> User:
+    """Who the bot is (getMe), and its command menu in each language, at every start."""
+    me = await bot.get_me()
+    for locale, commands in COMMANDS.items():
+        await bot.set_my_commands(
+            [BotCommand(command=name, description=text) for name, text in commands],
+            language_code=None if locale == "ru" else locale)
+    return me
 
 
 def make_bot(settings: Settings) -> Bot:

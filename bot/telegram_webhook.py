@@ -20,7 +20,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.types import BotCommand
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
@@ -86,20 +85,17 @@ def webhook_url(transport: TelegramTransport) -> str:
     return settings.public_url.rstrip("/") + "/" + settings.webhook_path.lstrip("/")
 
 
-async def register(transport: TelegramTransport, bot: Bot,
-                   commands: dict[str, list[tuple[str, str]]]) -> None:
+async def register(transport: TelegramTransport, bot: Bot) -> None:
     """getMe, the command menu and setWebhook, until they succeed (each process does it;
     setWebhook is idempotent)."""
+    from bot.telegram import introduce  # bot.telegram imports this module
+
     settings = transport.settings
     assert settings.webhook_secret is not None
     backoff = Backoff("telegram setWebhook", high=REGISTER_PAUSE_MAX)
     while True:
         try:
-            me = await bot.get_me()
-            for locale, entries in commands.items():
-                await bot.set_my_commands(
-                    [BotCommand(command=name, description=text) for name, text in entries],
-                    language_code=None if locale == "ru" else locale)
+            me = await introduce(bot)
             await bot.set_webhook(
                 webhook_url(transport),
                 secret_token=settings.webhook_secret.get_secret_value(),
