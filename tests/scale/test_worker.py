@@ -30,7 +30,6 @@ from tests.scale.worker_harness import (  # noqa: F401  (fixtures)
     services_for,
     start_worker,
     wait_quiet,
-    world_fixture,
 )
 from tests.support.chat import ChatClient, join_as
 from tests.test_staff_core import report
@@ -63,12 +62,11 @@ def reminders_to_head(tg: FakeTelegramServer, number: str) -> int:
 
 
 async def test_one_leader_and_a_takeover_within_30_s_with_the_reminder_sent_once(
-        world: Drill, limited_tg: FakeTelegramServer,
+        world: Drill, tg: FakeTelegramServer,
         capsys: pytest.CaptureFixture[str]) -> None:
     """Two workers: exactly one leads the scheduler. The leader is SIGKILLed; a reminder falls
     due while nobody leads; the other worker takes over within 30 s and the reminder is sent
     once. A reminder the first leader already sent is not sent again by the second."""
-    tg = limited_tg
     org = all_day_org(world.tmp_path)
     world.extra_env["MCU_ORG_FILE"] = str(org)
     services = services_for(world, org)
@@ -115,11 +113,10 @@ async def test_one_leader_and_a_takeover_within_30_s_with_the_reminder_sent_once
 
 
 async def test_a_thousand_notifications_through_two_workers_stay_within_30_per_second(
-        world: Drill, limited_tg: FakeTelegramServer,
+        world: Drill, tg: FakeTelegramServer,
         capsys: pytest.CaptureFixture[str]) -> None:
     """1,000 notifications to 1,000 chats through two workers: each delivered once, and the
     fake Bot API never sees more than 30 sends in any one-second window (nor answers 429)."""
-    tg = limited_tg
     chats = [200_000 + n for n in range(1000)]
     await start_worker(world, "worker-1")
     await start_worker(world, "worker-2")
@@ -151,9 +148,8 @@ async def test_a_thousand_notifications_through_two_workers_stay_within_30_per_s
 
 
 async def test_one_chat_with_twenty_rows_and_two_workers_gets_each_once_in_order(
-        world: Drill, limited_tg: FakeTelegramServer,
+        world: Drill, tg: FakeTelegramServer,
         capsys: pytest.CaptureFixture[str]) -> None:
-    tg = limited_tg
     chat = 300_001
     await start_worker(world, "worker-1")
     await start_worker(world, "worker-2")

@@ -36,23 +36,12 @@ ADVISORY_KEY_SQL = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                     "AND granted")
 
 
-@pytest.fixture(name="limited_tg")
+@pytest.fixture(name="tg")
 async def limited_tg_fixture() -> AsyncIterator[FakeTelegramServer]:
-    """The fake Bot API with Telegram's per-bot limit: a send past 30/s gets 429."""
+    """The fake Bot API with Telegram's per-bot limit: a send past 30/s gets 429. It replaces
+    the plain fake of tests/scale/conftest.py, whose `world` then runs against it."""
     async with FakeTelegramServer(max_per_second=TELEGRAM_PER_SECOND) as server:
         yield server
-
-
-@pytest.fixture(name="world")
-async def world_fixture(tmp_path: Path, postgres_url: str,
-                limited_tg: FakeTelegramServer) -> AsyncIterator[Drill]:
-    """A drill world on a fresh PostgreSQL database (migrated), with the limited fake."""
-    drill = Drill(tmp_path, postgres_url, tg=limited_tg)
-    await drill.migrate()
-    try:
-        yield drill
-    finally:
-        await drill.close()
 
 
 async def start_worker(drill: Drill, name: str, timeout: float = 60) -> McuProcess:
