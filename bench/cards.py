@@ -39,7 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from common import Row, table  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from bot.bootstrap import App, build_app  # noqa: E402
+from bot.bootstrap import App, build_app, warm_up_calendar  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from handlers.staff.invites import create_invite  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
@@ -120,6 +120,7 @@ async def burst(recipients: int,
             await transport.start()
             app.services.capabilities[name] = transport.capabilities
         await app.sender.start()
+        warm_up_calendar(app.services)
         try:
             heads: dict[str, int] = {}
             for index, (block, role, _) in enumerate(blocks):

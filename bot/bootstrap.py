@@ -102,6 +102,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, *,
     stop = stop or asyncio.Event()
     install_signal_handlers(stop)
     keeper = await hold_sqlite(app)
+    warm_up_calendar(app.services)
     ops = None
     if app.settings.serve_port is not None:
         from bot.ops_http import start_ops_server
@@ -158,6 +159,14 @@ def telegram_username(settings: Settings) -> str | None:
         return asyncio.run(fetch_username(settings))
     except Exception:  # offline or a wrong token: the code itself still works
         return None
+
+
+def warm_up_calendar(services: Services) -> None:
+    """Build this year's and next year's working-day tables now (some 50 ms): otherwise the
+    first report registered after a start pays for them inside its turn."""
+    today = services.local(services.now()).date()
+    for year in (today.year, today.year + 1):
+        services.calendar.is_working_day(today.replace(year=year, day=1))
 
 
 def warm_up_topics(services: Services) -> None:

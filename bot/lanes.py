@@ -119,6 +119,9 @@ class AckFloor:
         self._handled = {n for n in self._handled | {number} if n >= floor}
         self.changed.set()
 
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
     def floor(self) -> int:
         if self._in_flight:
             return min(self._in_flight)

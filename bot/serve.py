@@ -28,7 +28,13 @@ from aiohttp import web
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from bot.bootstrap import App, build_app, install_signal_handlers, warm_up_topics
+from bot.bootstrap import (
+    App,
+    build_app,
+    install_signal_handlers,
+    warm_up_calendar,
+    warm_up_topics,
+)
 from bot.lease import claim_single_process, keep_single_process
 from bot.ops_http import add_ops_routes
 from bot.settings import Settings
@@ -164,6 +170,7 @@ async def serve_webhooks(settings: Settings, port: int | None = None,
         host = settings.serve_host
         port = port or settings.serve_port or DEFAULT_PORT
         await web.TCPSite(runner, host, port).start()
+        warm_up_calendar(app.services)
         warm_up_topics(app.services)
         log.info("МЦУ web process is serving on http://%s:%s", host, port)
         await stop.wait()

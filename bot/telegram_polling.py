@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 25  # long-poll seconds
 POLL_PAUSE_BUSY = 1.0  # longest wait for a turn to finish before asking again
+# getUpdates answers at most 100 updates from the floor on, the ones under way included: with
+# a backlog, asking again after every finished turn would fetch and parse ~100 updates for one
+# new one. With this many under way the poller waits until half of them are done.
+BACKLOG_HIGH = 50
 
 
 class TelegramPoller:
@@ -48,7 +52,6 @@ class TelegramPoller:
             HEALTH.polled("telegram")
             if raws:
                 HEALTH.update_arrived("telegram")
-            self.floor.changed.clear()
             fresh = 0
             for raw in raws:
                 update_id = raw.get("update_id")
@@ -60,10 +63,18 @@ class TelegramPoller:
             if raws and not fresh:
                 # Only updates still under way came back: wait for one to finish rather
                 # than asking again at once.
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_PAUSE_BUSY):
-                        await self.floor.changed.wait()
+                await self._wait_for_room(self.floor.in_flight() - 1)
+            elif self.floor.in_flight() >= BACKLOG_HIGH:
+                await self._wait_for_room(BACKLOG_HIGH // 2)
+
+    async def _wait_for_room(self, in_flight: int) -> None:
+        """Until at most `in_flight` updates are under way, or POLL_PAUSE_BUSY passed."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_PAUSE_BUSY):
+                while self.floor.in_flight() > max(in_flight, 0):
+                    self.floor.changed.clear()
+                    await self.floor.changed.wait()
 
     async def _handle(self, bot: Bot, raw: dict[str, Any]) -> None:
         update_id = raw["update_id"]

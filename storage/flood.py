@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import case, literal, update
+from sqlalchemy import bindparam, case, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -17,21 +19,31 @@ async def bump(connection: AsyncConnection, platform: str, user_id: str, now: da
     is over); returns the count, whether the user was already warned in this window, and the
     window's start. One statement: run it on an autocommit connection (storage.db.autocommit)
     and it is its own transaction."""
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    expired = FloodCounter.window_start <= literal(now - window, UTCDateTime())
+    statement = _bump_statement(connection.dialect.name)
+    parameters = {"platform": platform, "user_id": user_id, "now": now,
+                  "expired_before": now - window}
+    count, warned, window_start = (await connection.execute(statement, parameters)).one()
+    return int(count), bool(warned), window_start
+
+
+@lru_cache(maxsize=2)
+def _bump_statement(dialect: str) -> Any:
+    """The upsert of `bump`, built once per dialect (building it each time cost more than
+    running it); the values are bound at execution."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = bindparam("now", type_=UTCDateTime())
+    expired = FloodCounter.window_start <= bindparam("expired_before", type_=UTCDateTime())
     statement = insert(FloodCounter).values(
-        platform=platform, user_id=user_id, window_start=now, count=1, warned=False)
-    statement = statement.on_conflict_do_update(
+        platform=bindparam("platform"), user_id=bindparam("user_id"), window_start=now,
+        count=1, warned=False)
+    return statement.on_conflict_do_update(
         index_elements=[FloodCounter.platform, FloodCounter.user_id],
         set_={
             "count": case((expired, 1), else_=FloodCounter.count + 1),
             "warned": case((expired, False), else_=FloodCounter.warned),
-            "window_start": case((expired, literal(now, UTCDateTime())),
-                                 else_=FloodCounter.window_start),
+            "window_start": case((expired, now), else_=FloodCounter.window_start),
         },
     ).returning(FloodCounter.count, FloodCounter.warned, FloodCounter.window_start)
-    count, warned, window_start = (await connection.execute(statement)).one()
-    return int(count), bool(warned), window_start
 
 
 async def claim_warning(session: AsyncSession, platform: str, user_id: str,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -140,9 +141,11 @@ class Differences:
                                                        table.c.item_count == 0))
 
 
+@lru_cache(maxsize=8)
 def _upsert(dialect: str, table: Any) -> Any:
     """INSERT … ON CONFLICT (key) DO UPDATE SET count = count + excluded.count: the same
-    construct on both databases, built by each dialect's own insert()."""
+    construct on both databases, built by each dialect's own insert(). Built once: building
+    it (`excluded` makes a new column collection on every access) cost more than running it."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
