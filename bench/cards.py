@@ -5,13 +5,14 @@ naming its number) reaches the head who must see it? Measured twice: the reports
 the seven blocks that have topics (seven recipients: the chairman for «Другое» and six heads),
 and all of them for one head (one recipient: a card, then a digest of the rest).
 
-The process is wired as `mcu run` wires it (bot/bootstrap.py: the real core, the real
-TelegramTransport polling the fake Bot API of the tests over HTTP, the running OutboxSender
-with its default limits: 28 messages a second in all, one a second per chat; a fresh SQLite
-file), without the scheduler. The citizens walk to the confirmation step through the core
-(as the transport would hand it their updates; their replies are delivered meanwhile); then
-the fifty presses of «✅ Отправить» are injected into the fake server at once, and the clock
-runs from that moment to the fake server's receipt of the head's message naming the number.
+The subject is `mcu run` as a real process with its default limits (28 messages a second in
+all, one a second per chat) on a fresh SQLite file, polling the fake Bot API of the tests
+(tests/fakes/telegram_api.py), which runs in this process: its work is not charged to the
+subject, as Telegram's is not. Before the subject starts, the heads join and the citizens walk
+to the confirmation step through the core on the same file, as their earlier updates would
+have; then the fifty presses of «✅ Отправить» are queued at the fake server at once, and the
+clock runs from that moment to the fake server's receipt of the head's message naming the
+number.
 
 Goals (issue 12): p99 ≤ 300 ms with seven recipients, ≤ 2 s with one (digest). Beside each
 figure, as context rather than a ratio, the citizens' own receipts («Сообщение
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import statistics
 import sys
@@ -36,14 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from common import Row, table  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from common import Row, offline_core, stop, table  # noqa: E402
+from dialog import settle  # noqa: E402
 
-from bot.bootstrap import App, build_app, warm_up_calendar  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from handlers.core import Core  # noqa: E402
 from handlers.staff.invites import create_invite  # noqa: E402
-from storage.migrate import upgrade_async  # noqa: E402
-from storage.models import Item, OutboxMessage  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegramServer  # noqa: E402
 from tests.support.chat import ChatClient  # noqa: E402
 
@@ -64,36 +63,18 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
 
 
-async def drained(app: App, timeout: float = 120) -> None:
-    """Until the outbox holds nothing pending."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        async with app.services.sessions() as session:
-            pending = await session.scalar(select(func.count()).where(
-                OutboxMessage.status == "pending"))
-        if not pending:
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError("the outbox did not drain")
-
-
-async def count_items(app: App) -> int:
-    async with app.services.sessions() as session:  # a new snapshot each time
-        return int(await session.scalar(select(func.count()).select_from(Item)) or 0)
-
-
-async def join(app: App, user_id: int, role: str, block: str | None) -> None:
-    services = app.services
+async def join(core: Core, user_id: int, role: str, block: str | None) -> None:
+    services = core.services
     async with services.sessions() as session, session.begin():
         invite = await create_invite(session, services.org, role, block, f"{role} {block}",
                                      services.now())
-    staff = ChatClient(app.core, user_id=str(user_id), name=f"{role} {block}")
+    staff = ChatClient(core, user_id=str(user_id), name=f"{role} {block}")
     await staff.send(f"/start {invite.code}")
 
 
-async def ready_to_confirm(app: App, user_id: int, topic: str) -> str:
+async def ready_to_confirm(core: Core, user_id: int, topic: str) -> str:
     """A citizen at the last step of a report; returns the payload of «✅ Отправить»."""
-    citizen = ChatClient(app.core, user_id=str(user_id), name=f"Житель {user_id}")
+    citizen = ChatClient(core, user_id=str(user_id), name=f"Житель {user_id}")
     await citizen.send("/start")
     await citizen.click("Согласен")
     await citizen.send("📝 Сообщить о проблеме")
@@ -104,67 +85,81 @@ async def ready_to_confirm(app: App, user_id: int, topic: str) -> str:
     return citizen.find_button("Отправить").payload
 
 
+async def prepare(url: str, work: Path, blocks: list[tuple[str, str, str]]
+                  ) -> tuple[dict[str, int], list[tuple[int, str, str]]]:
+    """The heads joined and the citizens one press from sending, nothing left to deliver;
+    returns each block's head chat and (citizen, block, payload of «✅ Отправить»)."""
+    heads: dict[str, int] = {}
+    confirms: list[tuple[int, str, str]] = []
+    async with offline_core(url, work / "data") as core:
+        for index, (block, role, _) in enumerate(blocks):
+            heads[block] = HEAD_IDS + index
+            await join(core, HEAD_IDS + index, role, block if role == "head" else None)
+        for n in range(CITIZENS):
+            block, _, topic = blocks[n % len(blocks)]
+            user = CITIZEN_IDS + n
+            confirms.append((user, block, await ready_to_confirm(core, user, topic)))
+    return heads, confirms
+
+
 async def burst(recipients: int,
                 work: Path) -> tuple[list[float], list[float], list[float]]:
     """Seconds from the burst of confirmations to each card, one figure per citizen; to each
     citizen's own receipt (the core's share: a card cannot leave before its turn); and from
     that receipt to the card (the sender's share)."""
     blocks = BLOCKS[:recipients] if recipients > 1 else [BLOCKS[3]]  # one: the housing head
-    async with FakeTelegramServer() as tg:
-        settings = Settings(_env_file=None, telegram_token="42:BENCH",  # type: ignore[call-arg]
-                            telegram_api_url=tg.base_url, data_dir=work / "data",
-                            database_url=f"sqlite+aiosqlite:///{work / 'cards.sqlite3'}")
-        await upgrade_async(settings.database_url)
-        app = build_app(settings)
-        for name, transport in app.transports.items():
-            await transport.start()
-            app.services.capabilities[name] = transport.capabilities
-        await app.sender.start()
-        warm_up_calendar(app.services)
+    url = f"sqlite+aiosqlite:///{work / 'cards.sqlite3'}"
+    heads, confirms = await prepare(url, work, blocks)
+    async with FakeTelegramServer(token="42:BENCH") as tg:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MCU_DATABASE_URL": url,
+               "MCU_DATA_DIR": str(work / "data"), "MCU_TELEGRAM_TOKEN": "42:BENCH",
+               "MCU_TELEGRAM_API_URL": tg.base_url, "MCU_LOG_LEVEL": "WARNING"}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "run", cwd=work, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         try:
-            heads: dict[str, int] = {}
-            for index, (block, role, _) in enumerate(blocks):
-                heads[block] = HEAD_IDS + index
-                await join(app, HEAD_IDS + index, role, block if role == "head" else None)
-            confirms: list[tuple[int, str]] = []
-            for n in range(CITIZENS):
-                user = CITIZEN_IDS + n
-                confirms.append((user, await ready_to_confirm(app, user,
-                                                              blocks[n % len(blocks)][2])))
-            await drained(app)
+            await tg.wait_polling(timeout=60)
+            await settle(process.pid)  # start-up and the topic model's warm-up are over
             mark = len(tg.sent)
             started = time.monotonic()
-            for user, payload in confirms:
+            for user, _, payload in confirms:
                 tg.press_button(user, payload)
-            deadline = time.monotonic() + 120
-            while await count_items(app) < CITIZENS:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the confirmations were not all handled")
-                await asyncio.sleep(0.05)
-            async with app.services.sessions() as session:
-                items = {item.number: item.block_id for item in (await session.scalars(
-                    select(Item))).all()}
-            await drained(app)
+            receipts, arrived = await cards_arrived(tg, mark, heads, confirms, process)
         finally:
-            await app.close()
+            await stop(process)
+    return ([arrived[number] - started for number in arrived],
+            [receipts[number] - started for number in arrived],
+            [arrived[number] - receipts[number] for number in arrived])
+
+
+async def cards_arrived(tg: FakeTelegramServer, mark: int, heads: dict[str, int],
+                        confirms: list[tuple[int, str, str]],
+                        process: asyncio.subprocess.Process
+                        ) -> tuple[dict[str, float], dict[str, float]]:
+    """When each citizen's receipt and each head's message naming the number arrived, once
+    every card did."""
+    block_of_citizen = {user: block for user, block, _ in confirms}
+    deadline = time.monotonic() + 120
+    while True:
+        receipts: dict[str, float] = {}
+        block_of_number: dict[str, str] = {}
         arrived: dict[str, float] = {}
-        receipts: dict[str, float] = {}  # each citizen's «registered, number …»
-        head_chats = set(heads.values())
-        for record in tg.sent[mark:]:
-            if record.method != "sendMessage":
-                continue
+        sent = [record for record in tg.sent[mark:] if record.method == "sendMessage"]
+        for record in sent:
             numbers = NUMBER.findall(record.text or "")
-            if record.chat_id not in head_chats and numbers:
+            if record.chat_id in block_of_citizen and numbers:
                 receipts.setdefault(numbers[0], record.timestamp)
-            for number in numbers:
-                if record.chat_id == heads.get(items.get(number, "")):
+                block_of_number[numbers[0]] = block_of_citizen[record.chat_id]
+        for record in sent:
+            for number in NUMBER.findall(record.text or ""):
+                if record.chat_id == heads.get(block_of_number.get(number, "")):
                     arrived.setdefault(number, record.timestamp)
-        missing = set(items) - set(arrived)
-        if missing or set(receipts) != set(items):
-            raise AssertionError(f"{len(missing)} cards never reached their head")
-        return ([arrived[number] - started for number in items],
-                [receipts[number] - started for number in items],
-                [arrived[number] - receipts[number] for number in items])
+        if len(arrived) == len(confirms):
+            return receipts, arrived
+        if time.monotonic() > deadline or process.returncode is not None:
+            raise AssertionError(f"{len(confirms) - len(arrived)} cards never reached "
+                                 "their head")
+        await asyncio.sleep(0.05)
 
 
 def run(quick: bool) -> list[Row]:

@@ -3,8 +3,16 @@ measured in the same run (`python bench/run.py` prints them as one table)."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from handlers.core import Core
 
 DATA_DIR = Path(__file__).parent / ".data"  # cached datasets, not in git
 
@@ -30,3 +38,46 @@ def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     return "\n".join(lines)
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@asynccontextmanager
+async def offline_core(url: str, data: Path) -> AsyncIterator[Core]:
+    """The core on a freshly migrated database, without transports: a bench prepares its
+    users with it, as their earlier updates would have. Nothing is left to deliver after."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from bot.settings import DEFAULT_ORG_FILE
+    from handlers.clock import SystemClock
+    from handlers.context import Services
+    from handlers.core import Core
+    from handlers.files import FileStore
+    from handlers.org import load_organisation
+    from storage.db import create_engine, session_factory
+    from storage.migrate import upgrade_async
+    from storage.models import OutboxMessage
+
+    await upgrade_async(url)
+    engine = create_engine(url)
+    tz = ZoneInfo("Asia/Sakhalin")
+    services = Services(sessions=session_factory(engine, tz=tz),
+                        org=load_organisation(DEFAULT_ORG_FILE), clock=SystemClock(),
+                        files=FileStore(data), tz=tz)
+    try:
+        yield Core(services)
+        async with services.sessions() as session, session.begin():
+            await session.execute(update(OutboxMessage).values(status="sent"))
+    finally:
+        await engine.dispose()

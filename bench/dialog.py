@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import DATA_DIR, Row, table  # noqa: E402
+from bench.common import DATA_DIR, Row, offline_core, stop, table  # noqa: E402
 
 TEXT = "/report"
 GOAL = 0.5
@@ -121,13 +120,7 @@ async def measure(argv: list[str], env: dict[str, str], cwd: Path, users: list[i
             elapsed = time.perf_counter() - started
             used = cpu_seconds(process.pid) - cpu
         finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), 30)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+            await stop(process)
     count = len(users) * per_user
     return Result(count / elapsed, used / count * 1000)
 
@@ -150,37 +143,13 @@ async def answered(tg: Any, process: asyncio.subprocess.Process, users: list[int
 
 async def seed(url: str, data: Path, users: list[int]) -> None:
     """Citizens who agreed already, as if they had written before; nothing left to send."""
-    from sqlalchemy import update
-
-    from bot.settings import DEFAULT_ORG_FILE
-    from handlers.clock import SystemClock
-    from handlers.context import Services
-    from handlers.core import Core
-    from handlers.files import FileStore
-    from handlers.org import load_organisation
-    from storage.db import create_engine, session_factory
-    from storage.migrate import upgrade_async
-    from storage.models import OutboxMessage
     from tests.support.chat import ChatClient
 
-    await upgrade_async(url)
-    engine = create_engine(url)
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo("Asia/Sakhalin")
-    services = Services(sessions=session_factory(engine, tz=tz),
-                        org=load_organisation(DEFAULT_ORG_FILE), clock=SystemClock(),
-                        files=FileStore(data / "data"), tz=tz)
-    core = Core(services)
-    try:
+    async with offline_core(url, data / "data") as core:
         for user in users:
             citizen = ChatClient(core, str(user))
             await citizen.send("/start", update_key=f"seed-start-{user}")
             await citizen.click("Согласен")
-        async with services.sessions() as session, session.begin():
-            await session.execute(update(OutboxMessage).values(status="sent"))
-    finally:
-        await engine.dispose()
 
 
 def subject_env(code: Path, data: Path, url: str) -> dict[str, str]:
