@@ -9,6 +9,11 @@ from the moment it is let through until one second after its request completed: 
 messenger receives it somewhere in between, so however the network delays requests, no
 one-second window at the messenger's side holds more than `per_second` messages. A chat that
 must wait does not hold up the other chats.
+
+The platform's total is shared first come, first served: a message whose chat may receive it
+joins the platform's line and gets a slot of the window in its turn. Without the line, the
+waiters that woke first took the slots, and a head's card could wait behind every citizen's
+receipt of a burst.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ class RateLimiter:
         self._last_in_chat: dict[tuple[str, str], float] = {}
         self._group_sent: dict[tuple[str, str], deque[float]] = {}
         self._paused_until: dict[str, float] = {}
-        self._lock = asyncio.Lock()
+        self._lines: dict[str, asyncio.Lock] = {}  # asyncio.Lock wakes its waiters in order
 
     def pause(self, platform: str, seconds: float) -> None:
         """After a 429 / error 6: nothing goes to this platform for `seconds`."""
@@ -74,13 +79,23 @@ class RateLimiter:
         limits = self.limits.get(platform)
         if limits is None:
             return None
+        chat = (platform, chat_id)
+        line = self._lines.setdefault(platform, asyncio.Lock())
         while True:
-            async with self._lock:
-                now = self._clock()
-                wait = self._wait(platform, (platform, chat_id), limits, now, group, direct)
-                if wait <= 0:
-                    return self._take(platform, (platform, chat_id), now, group)
-            await self._sleep(wait)
+            # The chat's own limits are waited out of the line: they hold up no other chat.
+            own = self.chat_wait(platform, chat_id, group=group, direct=direct)
+            if own > 0:
+                await self._sleep(own)
+                continue
+            async with line:
+                while True:
+                    now = self._clock()
+                    if self.chat_wait(platform, chat_id, group=group, direct=direct) > 0:
+                        break  # another message to this chat went first: out of the line
+                    wait = self._wait(platform, chat, limits, now, group, direct)
+                    if wait <= 0:
+                        return self._take(platform, chat, now, group)
+                    await self._sleep(wait)
 
     def chat_wait(self, platform: str, chat_id: str, *, group: bool = False,
                   direct: bool = False) -> float:

@@ -4,6 +4,7 @@ holds more than the limit, whatever the request latencies."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 
 from scheduler.limits import Limits, RateLimiter
@@ -84,3 +85,51 @@ async def test_chat_wait_says_how_long_a_chat_is_held_by_its_own_limits() -> Non
         async with limiter.slot("telegram", "-7", group=True):
             pass
     assert 58.0 < limiter.chat_wait("telegram", "-7", group=True) <= 60.0
+
+
+
+class VirtualTime:
+    """Sleepers wake in the order of their wake-up times; the clock jumps to the next one
+    whenever every task is waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._count = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self._count += 1
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + max(seconds, 0.0), self._count, woken))
+        await woken
+
+    async def run(self, *tasks: asyncio.Task[None]) -> None:
+        while not all(task.done() for task in tasks):
+            for _ in range(20):  # let every runnable task reach its next sleep
+                await asyncio.sleep(0)
+            if self._sleepers:
+                self.now, _, woken = heapq.heappop(self._sleepers)
+                woken.set_result(None)
+        await asyncio.gather(*tasks)
+
+
+async def test_the_total_is_shared_in_the_order_the_messages_asked() -> None:
+    # A head's card queued during a burst of receipts goes in its turn: a message that asked
+    # later never takes the slot of one that waits already.
+    time = VirtualTime()
+    limiter = RateLimiter({"telegram": Limits(2, 1.0, 20)}, clock=time.clock, sleep=time.sleep)
+    order: list[str] = []
+
+    async def notify(chat: str, asks_at: float, takes: float) -> None:
+        await time.sleep(asks_at)
+        async with limiter.slot("telegram", chat):
+            order.append(chat)
+            await time.sleep(takes)
+
+    tasks = [asyncio.create_task(notify(chat, at, 0.5))
+             for chat, at in (("a", 0.0), ("b", 0.0), ("card", 0.1), ("r1", 0.2), ("r2", 0.46))]
+    await time.run(*tasks)
+    assert order == ["a", "b", "card", "r1", "r2"]
