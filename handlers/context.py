@@ -34,8 +34,13 @@ class Services:
     topics: TopicSuggester | None = None
     # Called after a commit that queued outbound messages, to wake the sender at once.
     on_outbox: Callable[[], None] = field(default=lambda: None)
+    # Called after a turn's commit with the other chats it queued for (a head's card), to
+    # serve exactly those at once; None: wake the sender (`on_outbox`).
+    on_chats: Callable[[set[tuple[str, str]]], None] | None = None
     _readers: async_sessionmaker[AsyncSession] | None = field(default=None, init=False,
                                                               repr=False)
+    _urgent: async_sessionmaker[AsyncSession] | None = field(default=None, init=False,
+                                                             repr=False)
 
     @property
     def readers(self) -> async_sessionmaker[AsyncSession]:
@@ -46,6 +51,23 @@ class Services:
 
             self._readers = read_session_factory(self.sessions.kw["bind"], tz=self.tz)
         return self._readers
+
+    def chats_queued(self, chats: set[tuple[str, str]]) -> None:
+        """A commit queued messages for these (platform, chat id) chats."""
+        if self.on_chats is not None:
+            self.on_chats(chats)
+        else:
+            self.on_outbox()
+
+    @property
+    def urgent(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for the outbox's one-statement marks and claims: on SQLite they take the
+        write lock before the turns waiting for it."""
+        if self._urgent is None:
+            from storage.db import urgent_session_factory
+
+            self._urgent = urgent_session_factory(self.sessions.kw["bind"], tz=self.tz)
+        return self._urgent
 
     @property
     def calendar(self) -> WorkCalendar:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -85,30 +86,69 @@ class _WriteGate:
     event loop. Without it they queue inside SQLite, whose busy handler polls with sleeps of
     1 to 100 ms: under a burst of turns most of the time went to those sleeps. Other
     processes still meet at SQLite's lock (busy_timeout). Held from the BEGIN until the
-    connection goes back to the pool, after its COMMIT or ROLLBACK."""
+    connection goes back to the pool, after its COMMIT or ROLLBACK.
+
+    Two queues: the outbox's marks and claims (a single short statement each, sessions of
+    `urgent_session_factory`) go before the waiting turns. Otherwise, in a burst, each reply
+    and each head's card waited behind every turn queued before its claim."""
 
     KEY = "mcu_write_gate"
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self.lock = asyncio.Lock()
+        self._held = False
+        self._queues: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
 
-    def enter(self, connection: Any) -> None:
+    def enter(self, connection: Any, urgent: bool = False) -> None:
         if not in_greenlet():
             return  # a synchronous caller: SQLite's own lock decides
         info = connection.connection.info
         if info.get(self.KEY):
             return
         try:
-            await_(asyncio.wait_for(self.lock.acquire(), self.timeout))
+            await_(self._acquire(urgent))
         except TimeoutError:
             raise OperationalError("BEGIN IMMEDIATE", None,
                                    sqlite3.OperationalError("database is locked")) from None
         info[self.KEY] = True
 
+    async def _acquire(self, urgent: bool) -> None:
+        if not self._held and not any(self._queues):
+            self._held = True
+            return
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        queue = self._queues[0 if urgent else 1]
+        queue.append(turn)
+        expiry = loop.call_later(self.timeout, _expire, turn)
+        try:
+            await turn  # resolved when the lock is handed over to this writer
+        except BaseException:
+            if turn in queue:
+                queue.remove(turn)
+            elif turn.done() and not turn.cancelled() and turn.exception() is None:
+                self._release()  # handed over just as this writer was cancelled: pass it on
+            raise
+        finally:
+            expiry.cancel()
+
     def checkin(self, _dbapi_connection: Any, record: Any) -> None:
         if record is not None and record.info.pop(self.KEY, False):
-            self.lock.release()
+            self._release()
+
+    def _release(self) -> None:
+        for queue in self._queues:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # handed over: the lock stays held
+                    return
+        self._held = False
+
+
+def _expire(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_exception(TimeoutError())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_millis: int = 30000) -> None:
@@ -134,13 +174,14 @@ def _sqlite_begin(connection: Any, gate: _WriteGate | None = None) -> None:
     options = connection.get_execution_options()
     read_only = options.get(READ_ONLY, False)
     if gate is not None and not read_only:
-        gate.enter(connection)
+        gate.enter(connection, urgent=options.get(URGENT, False))
     if options.get(AUTOCOMMIT, False):
         return  # each statement is its own transaction (see `autocommit`)
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 READ_ONLY = "mcu_read_only"
+URGENT = "mcu_urgent"
 AUTOCOMMIT = "mcu_autocommit"
 
 
@@ -168,6 +209,14 @@ def read_session_factory(engine: AsyncEngine, *,
     """Sessions for reading only (statistics, summaries): no write lock on SQLite. Writing
     through one is a mistake; on SQLite it would fail with "database is locked" under load."""
     return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}),
+                              expire_on_commit=False, info={"tz": tz} if tz else None)
+
+
+def urgent_session_factory(engine: AsyncEngine, *,
+                           tz: ZoneInfo | None = None) -> async_sessionmaker[AsyncSession]:
+    """Sessions for the outbox's single-statement marks and claims: on SQLite they take the
+    write lock before the turns waiting for it (see `_WriteGate`)."""
+    return async_sessionmaker(engine.execution_options(**{URGENT: True}),
                               expire_on_commit=False, info={"tz": tz} if tz else None)
 
 
