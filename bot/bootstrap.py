@@ -75,6 +75,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> App:
                               services.sessions, settings.database_url,
                               telegram_per_second=settings.telegram_messages_per_second))
     services.on_outbox = sender.wake
+    services.on_chats = sender.serve_chats
     app = App(settings=settings, engine=engine, services=services, core=core, sender=sender)
     app.transports = build_transports(settings, core, sender)
     sender.transports = app.transports

@@ -30,12 +30,19 @@ class TemporarilyUnavailable(Exception):
     Nothing of the turn was committed: the caller may run the same event again."""
 
 
+# Turns of one process that hold a database connection at once. A burst of users must not
+# take every connection of the pool (15 by default) while they wait for the write lock: the
+# deliveries of the turns already committed need connections too.
+TURNS_AT_ONCE = 8
+
+
 class Core:
     def __init__(self, services: Services) -> None:
         self.services = services
         # Staff click through long dialogs (/register is ~15 steps); the flood guard is for
         # anonymous noise, so accounts seen as staff are not throttled by it.
         self._staff: set[tuple[str, str]] = set()
+        self._turns = asyncio.Semaphore(TURNS_AT_ONCE)
 
     async def admit(self, event: Event) -> Response | None:
         """The cheap check that runs before anything is downloaded: a refusal, or None.
@@ -96,7 +103,8 @@ class Core:
         # Downloads and disk writes happen here, before the write lock is taken.
         prepared = await prepare(services, event, wants_answer_document)
         try:
-            turn = await self._turn(event, prepared)
+            async with self._turns:
+                turn = await self._turn(event, prepared)
         except BaseException:
             await asyncio.to_thread(_delete, services, prepared.paths())
             raise
@@ -112,8 +120,10 @@ class Core:
             await self._render_later(turn)
         # After the commit, never before: the sender must see what this turn queued. Only
         # when there is more than the reply chat, which the channel delivers itself.
-        if _needs_sweep(turn):
+        if turn.renders or turn.keep_out_of_outbox:
             services.on_outbox()
+        elif others := _other_chats(turn):
+            services.chats_queued(others)
         return Response(turn.replies, notice=turn.notice, queued=not turn.keep_out_of_outbox)
 
     async def _render_later(self, turn: Turn) -> None:
@@ -175,13 +185,11 @@ class Core:
         return turn
 
 
-def _needs_sweep(turn: Turn) -> bool:
-    """Whether the sender's sweep must run after this turn: it queued for a chat other than
-    the one the channel delivers right away (a head's card), its replies stay out of the
-    outbox, or more replies were rendered after the commit."""
+def _other_chats(turn: Turn) -> set[tuple[str, str]]:
+    """The chats this turn queued for besides the one the channel delivers right away (a
+    head's card)."""
     chat = turn.event.chat
-    others = turn.queued_chats - {(str(chat.platform), chat.chat_id)}
-    return bool(others) or bool(turn.renders) or turn.keep_out_of_outbox
+    return turn.queued_chats - {(str(chat.platform), chat.chat_id)}
 
 
 def _delete(services: Services, paths: list[str]) -> None:

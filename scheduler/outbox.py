@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Executable, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from handlers.context import Services
@@ -123,6 +124,19 @@ class OutboxSender:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def serve_chats(self, chats: set[tuple[str, str]]) -> None:
+        """Chats a turn just queued messages for (a head's card): each is served by a task
+        of its own right away, so the card asks for its slot just after the commit instead
+        of waiting for a sweep to reach its chat behind every chat queued before it. A chat
+        already waiting out its own limit is left to that wait: the new card then joins the
+        digest. Without the running sender, the sweep is woken as before."""
+        if self._task is None:
+            self.wake()
+            return
+        for platform, chat_id in chats:
+            if (platform, chat_id) not in self._later:
+                self._serve_later(platform, chat_id)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="outbox-sender")
@@ -252,28 +266,49 @@ class OutboxSender:
             text_limit = self.services.capabilities_of(platform).text_limit
             sent = 0
             while True:
-                rows = await self._chat_queue(platform, chat_id, now)
+                rows, head_claimed = await self._queue(platform, chat_id, now, text_limit)
                 index = 0
                 while index < len(rows):
                     row = rows[index]
-                    if row.next_attempt_at > now or self._come_back_later(row):
-                        return sent  # in back-off, or the chat's own limit says later
-                    digest = plan_digest(rows[index:], now, platform, text_limit,
-                                         frozenset(self._single))
-                    if digest is not None:
-                        if not await self._deliver_digest(digest, now):
-                            return sent
-                        sent += len(digest.rows)
-                        index += len(digest.rows)
-                        continue
-                    if not await self._claim(row.id, now):
-                        return sent  # another process serves this chat
+                    if index > 0 or not head_claimed:  # else just checked and claimed
+                        if row.next_attempt_at > now or self._come_back_later(row):
+                            return sent  # in back-off, or the chat's own limit says later
+                        digest = plan_digest(rows[index:], now, platform, text_limit,
+                                             frozenset(self._single))
+                        if digest is not None:
+                            if not await self._deliver_digest(digest, now):
+                                return sent
+                            sent += len(digest.rows)
+                            index += len(digest.rows)
+                            continue
+                        if not await self._claim(row.id, now):
+                            return sent  # another process serves this chat
                     if not await self._deliver(row, now):
                         return sent
                     sent += 1
                     index += 1
                 if len(rows) < ROWS_PER_CHAT:
                     return sent
+
+    async def _queue(self, platform: str, chat_id: str, now: datetime,
+                     text_limit: int) -> tuple[list[OutboxMessage], bool]:
+        """The chat's due rows in order, and whether its first row was claimed with them:
+        when that row goes out now and by itself (the usual reply after a turn), the read
+        and the claim are one short transaction instead of two."""
+        async with self.services.urgent() as session, session.begin():
+            rows = list((await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id,
+                       OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
+                .order_by(OutboxMessage.id).limit(ROWS_PER_CHAT))).all())
+            if not rows:
+                return rows, False
+            head = rows[0]
+            if (head.next_attempt_at > now or self._come_back_later(head)
+                    or plan_digest(rows, now, platform, text_limit,
+                                   frozenset(self._single)) is not None):
+                return rows, False
+            return rows, await self._claim_in(session, head.id, now)
 
     def _come_back_later(self, row: OutboxMessage) -> bool:
         """While the sender runs, a chat whose own limit (1 message/s in a Telegram chat, a
@@ -313,37 +348,30 @@ class OutboxSender:
             log.error("delivery to a waiting chat failed: %s", type(task.exception()).__name__)
             self.wake()  # the sweep picks the chat up again
 
-    async def _chat_queue(self, platform: str, chat_id: str,
-                          now: datetime) -> list[OutboxMessage]:
-        async with self.services.readers() as session:  # reads only: no write lock
-            return list((await session.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id,
-                       OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
-                .order_by(OutboxMessage.id).limit(ROWS_PER_CHAT))).all())
-
     async def _claim(self, row_id: int, now: datetime) -> bool:
+        async with self.services.urgent() as session, session.begin():
+            return await self._claim_in(session, row_id, now)
+
+    async def _claim_in(self, session: AsyncSession, row_id: int, now: datetime) -> bool:
         # The lease runs from the real time: a sweep's `now` may be minutes old by the time a
         # long chat queue reaches this row, and a lease already expired would let another
         # process send the row again.
         now = max(now, self.services.now())
         mine = self._claimed.pop(row_id, None)
-        async with self.services.sessions() as session, session.begin():
-            unclaimed = or_(OutboxMessage.claimed_until.is_(None),
-                            OutboxMessage.claimed_until < now)
-            if mine is not None:  # our sweep claimed this head: renew exactly that claim
-                unclaimed = or_(unclaimed, OutboxMessage.claimed_until == mine)
-            condition = (OutboxMessage.id == row_id, OutboxMessage.status == "pending",
-                         unclaimed)
-            if self._postgres:
-                # Never wait for a row another worker is claiming at this moment: skip it.
-                locked = await session.scalar(select(OutboxMessage.id).where(*condition)
-                                              .with_for_update(skip_locked=True))
-                if locked is None:
-                    return False
-            result = await session.execute(
-                update(OutboxMessage).where(*condition).values(claimed_until=now + LEASE))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        unclaimed = or_(OutboxMessage.claimed_until.is_(None),
+                        OutboxMessage.claimed_until < now)
+        if mine is not None:  # our sweep claimed this head: renew exactly that claim
+            unclaimed = or_(unclaimed, OutboxMessage.claimed_until == mine)
+        condition = (OutboxMessage.id == row_id, OutboxMessage.status == "pending", unclaimed)
+        if self._postgres:
+            # Never wait for a row another worker is claiming at this moment: skip it.
+            locked = await session.scalar(select(OutboxMessage.id).where(*condition)
+                                          .with_for_update(skip_locked=True))
+            if locked is None:
+                return False
+        result = await session.execute(
+            update(OutboxMessage).where(*condition).values(claimed_until=now + LEASE))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def _deliver(self, row: OutboxMessage, now: datetime) -> bool:
         transport = self.transports[row.platform]
@@ -439,7 +467,7 @@ class OutboxSender:
         unclaimed = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
         if mine:
             unclaimed = or_(unclaimed, OutboxMessage.claimed_until.in_(mine))
-        async with self.services.sessions() as session, session.begin():
+        async with self.services.urgent() as session, session.begin():
             result = await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(row_ids), OutboxMessage.status == "pending",
@@ -492,7 +520,7 @@ class OutboxSender:
         its busy timeout, PostgreSQL restarting): losing it would send the part again."""
         for delay in (*MARK_RETRY_DELAYS, None):
             try:
-                async with self.services.sessions() as session, session.begin():
+                async with self.services.urgent() as session, session.begin():
                     await session.execute(statement)
                 return
             except Exception as error:

@@ -249,13 +249,19 @@ async def test_a_row_between_cards_keeps_its_place(tg, transport, core, services
     assert "(3)" in texts[2] and all(f"2026-00000{n}" in texts[2] for n in (3, 4, 5))
 
 
+@pytest.mark.parametrize("served", ["by the sweep", "right after the turn"])
 async def test_the_first_card_goes_at_once_and_the_rest_follow_as_a_digest(
-        tg, transport, core, services, head):
+        tg, transport, core, services, head, served):
     """The running sender: the head gets the first card of a burst at once; the cards that
-    arrive while the chat's one-message-a-second limit holds go out together after it."""
+    arrive while the chat's one-message-a-second limit holds go out together after it.
+    `mcu run` serves the head's chat right after each turn, never waking the sweep (which
+    sleeps 30 s here)."""
     sender = OutboxSender(services, {"telegram": transport}, idle_interval=30,
                           limiter=RateLimiter(TELEGRAM_CHAT_LIMIT))
-    services.on_outbox = sender.wake
+    if served == "by the sweep":
+        services.on_outbox = sender.wake
+    else:
+        services.on_chats = sender.serve_chats
     citizens = [await ready_to_confirm(core, str(user)) for user in range(501, 506)]
     await sender.start()
     try:
