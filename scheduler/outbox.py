@@ -35,7 +35,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Executable, exists, func, or_, select, update
+from sqlalchemy import Executable, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -48,7 +48,7 @@ from scheduler.digest import plan as plan_digest
 from scheduler.limits import RateLimiter
 from scheduler.metrics import OUTBOX_FAILED, OUTBOX_SENT, RATE_LIMITED
 from scheduler.shared_limits import SharedRateLimiter
-from storage.db import is_transient
+from storage.db import autocommit, is_transient
 from storage.models import Account, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,31 @@ async def outbox_counts(services: Services, now: datetime) -> OutboxCounts:
 
 class MarkNotWritten(Exception):
     """A delivery happened, but the database would not record it."""
+
+
+# The statements of every delivery, built once: building one cost about as much as running
+# it. Their values are bound at execution.
+_QUEUE = (select(OutboxMessage)
+          .where(OutboxMessage.platform == bindparam("platform"),
+                 OutboxMessage.chat_id == bindparam("chat_id"),
+                 OutboxMessage.status == "pending",
+                 OutboxMessage.not_before <= bindparam("now"))
+          .order_by(OutboxMessage.id).limit(ROWS_PER_CHAT))
+# Pending and not claimed by anyone else: no claim, an expired one, or `mine` (NULL: none).
+_CLAIMABLE = (OutboxMessage.id == bindparam("row_id"), OutboxMessage.status == "pending",
+              or_(OutboxMessage.claimed_until.is_(None),
+                  OutboxMessage.claimed_until < bindparam("now"),
+                  OutboxMessage.claimed_until == bindparam("mine")))
+_LOCK_CLAIMABLE = select(OutboxMessage.id).where(*_CLAIMABLE).with_for_update(skip_locked=True)
+_CLAIM = update(OutboxMessage).where(*_CLAIMABLE).values(claimed_until=bindparam("lease"))
+# A delivered row keeps neither its content nor a citizen's chat id.
+_SENT_VALUES = {"status": "sent", "sent_at": bindparam("sent_time"),
+                "attempts": bindparam("attempt_count"), "claimed_until": None,
+                "payload": bindparam("no_payload")}
+_SENT = update(OutboxMessage).where(OutboxMessage.id == bindparam("row_id")).values(
+    **_SENT_VALUES)
+_SENT_FORGETTING_CHAT = update(OutboxMessage).where(
+    OutboxMessage.id == bindparam("row_id")).values(**_SENT_VALUES, chat_id="")
 
 
 class OutboxSender:
@@ -297,10 +322,7 @@ class OutboxSender:
         and the claim are one short transaction instead of two."""
         async with self.services.urgent() as session, session.begin():
             rows = list((await session.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.platform == platform, OutboxMessage.chat_id == chat_id,
-                       OutboxMessage.status == "pending", OutboxMessage.not_before <= now)
-                .order_by(OutboxMessage.id).limit(ROWS_PER_CHAT))).all())
+                _QUEUE, {"platform": platform, "chat_id": chat_id, "now": now})).all())
             if not rows:
                 return rows, False
             head = rows[0]
@@ -357,20 +379,13 @@ class OutboxSender:
         # long chat queue reaches this row, and a lease already expired would let another
         # process send the row again.
         now = max(now, self.services.now())
-        mine = self._claimed.pop(row_id, None)
-        unclaimed = or_(OutboxMessage.claimed_until.is_(None),
-                        OutboxMessage.claimed_until < now)
-        if mine is not None:  # our sweep claimed this head: renew exactly that claim
-            unclaimed = or_(unclaimed, OutboxMessage.claimed_until == mine)
-        condition = (OutboxMessage.id == row_id, OutboxMessage.status == "pending", unclaimed)
-        if self._postgres:
-            # Never wait for a row another worker is claiming at this moment: skip it.
-            locked = await session.scalar(select(OutboxMessage.id).where(*condition)
-                                          .with_for_update(skip_locked=True))
-            if locked is None:
-                return False
-        result = await session.execute(
-            update(OutboxMessage).where(*condition).values(claimed_until=now + LEASE))
+        # `mine`: our sweep claimed this head; renew exactly that claim.
+        values = {"row_id": row_id, "now": now, "mine": self._claimed.pop(row_id, None),
+                  "lease": now + LEASE}
+        # PostgreSQL: never wait for a row another worker is claiming at this moment.
+        if self._postgres and await session.scalar(_LOCK_CLAIMABLE, values) is None:
+            return False
+        result = await session.execute(_CLAIM, values)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def _deliver(self, row: OutboxMessage, now: datetime) -> bool:
@@ -403,14 +418,11 @@ class OutboxSender:
             await self._failed(row, now, DeliveryError(type(error).__name__))
             return False
         # Delivered: neither the content nor a citizen's chat id is kept any longer.
-        values: dict[str, object] = {"status": "sent", "sent_at": self.services.now(),
-                                     "attempts": row.attempts + 1, "claimed_until": None,
-                                     "payload": redacted_payload()}
-        if row.audience in PERSONAL_AUDIENCES:
-            values["chat_id"] = ""
+        sent = _SENT_FORGETTING_CHAT if row.audience in PERSONAL_AUDIENCES else _SENT
         try:
-            await self._write(update(OutboxMessage).where(OutboxMessage.id == row.id)
-                              .values(**values))
+            await self._write(sent, {"row_id": row.id, "sent_time": self.services.now(),
+                                     "attempt_count": row.attempts + 1,
+                                     "no_payload": redacted_payload()})
         except MarkNotWritten:
             log.error("outbox row %s: delivered but not marked (database unavailable)", row.id)
             return False
@@ -515,13 +527,16 @@ class OutboxSender:
             log.error("digest of outbox rows %s…: failure not recorded (database unavailable)",
                       first.id)
 
-    async def _write(self, statement: Executable) -> None:
+    async def _write(self, statement: Executable,
+                     parameters: dict[str, object] | None = None) -> None:
         """A mark after a delivery, retried while the database is away (SQLite locked past
         its busy timeout, PostgreSQL restarting): losing it would send the part again."""
+        engine = self.services.sessions.kw["bind"]
         for delay in (*MARK_RETRY_DELAYS, None):
             try:
-                async with self.services.urgent() as session, session.begin():
-                    await session.execute(statement)
+                # One statement: committed by itself, without BEGIN and COMMIT round trips.
+                async with autocommit(engine, urgent=True) as connection:
+                    await connection.execute(statement, parameters)
                 return
             except Exception as error:
                 if not is_transient(error):

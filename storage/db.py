@@ -186,13 +186,15 @@ AUTOCOMMIT = "mcu_autocommit"
 
 
 @asynccontextmanager
-async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+async def autocommit(engine: AsyncEngine, *, urgent: bool = False
+                     ) -> AsyncIterator[AsyncConnection]:
     """A connection whose every statement commits by itself: for a single upsert, it saves
     the BEGIN and COMMIT round trips. On SQLite the driver is already in autocommit mode
-    (`_sqlite_pragmas`), so no BEGIN is sent; PostgreSQL gets the AUTOCOMMIT level."""
+    (`_sqlite_pragmas`), so no BEGIN is sent; PostgreSQL gets the AUTOCOMMIT level.
+    `urgent`: the outbox's marks, which take SQLite's write lock before waiting turns."""
     async with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
-            await connection.execution_options(**{AUTOCOMMIT: True})
+            await connection.execution_options(**{AUTOCOMMIT: True, URGENT: urgent})
         else:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
         yield connection

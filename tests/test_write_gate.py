@@ -31,7 +31,8 @@ async def test_a_mark_goes_before_the_turns_that_wait(sqlite_url: str) -> None:
             await asyncio.sleep(0.3)
             assert order == []
         await asyncio.gather(*waiting)
-        assert order == ["mark", "turn 1", "turn 2"]
+        # The turns reach the lock in whichever order their connections opened.
+        assert order[0] == "mark" and sorted(order[1:]) == ["turn 1", "turn 2"]
     finally:
         await engine.dispose()
 
