@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from collections.abc import Iterable
@@ -29,6 +30,13 @@ SEPARATOR = ":"
 _BAD = object()
 
 
+@functools.cache
+def _shape(cls: type) -> tuple[tuple[dataclasses.Field[Any], ...], dict[str, Any]]:
+    """A payload class's fields and resolved type hints (resolving them on every button
+    press cost more than the rest of unpacking)."""
+    return dataclasses.fields(cls), typing.get_type_hints(cls)
+
+
 class Payload:
     """Subclass as a frozen dataclass with a `tag`; fields are int, str, a str Enum, or
     `int | None` with a default (an optional trailing field)."""
@@ -38,7 +46,7 @@ class Payload:
     extra_ignored: ClassVar[bool] = False
 
     def pack(self) -> str:
-        values = [_encode(getattr(self, f.name)) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        values = [_encode(getattr(self, f.name)) for f in _shape(type(self))[0]]
         while values and values[-1] == "":
             values.pop()  # optional trailing fields left out
         raw = SEPARATOR.join([VERSION, self.tag, *values])
@@ -53,12 +61,11 @@ class Payload:
             return None
         rest = body[len(cls.tag) + 1:]
         texts = rest.split(SEPARATOR) if rest else []
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        fields, hints = _shape(cls)
         if len(texts) > len(fields):
             if not cls.extra_ignored:
                 return None
             texts = texts[:len(fields)]
-        hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for index, field in enumerate(fields):
             if index >= len(texts):

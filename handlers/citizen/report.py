@@ -31,6 +31,7 @@ from handlers.events import Button, IncomingMessage, Reply
 from handlers.formatting import local_date, map_link
 from handlers.items import NewItem
 from handlers.limits import MAX_PHOTOS, TEXT_MAX, TEXT_MIN
+from handlers.org import Organisation
 from handlers.photos import store_photos
 from handlers.registration import register
 from handlers.routing import Router
@@ -43,10 +44,20 @@ ADDRESS_MIN, ADDRESS_MAX = 3, 500
 
 
 def topic_buttons(turn: Turn) -> list[list[Button]]:
-    topics = turn.services.org.topics
-    buttons = [Button(topic.label(turn.t.locale), ChooseTopic(topic.id).pack())
-               for topic in topics]
-    return [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
+    org, locale = turn.services.org, turn.t.locale
+    cached = _topic_buttons.get((id(org), locale))
+    if cached is None or cached[0] is not org:
+        buttons = [Button(topic.label(locale), ChooseTopic(topic.id).pack())
+                   for topic in org.topics]
+        if len(_topic_buttons) > 16:
+            _topic_buttons.clear()
+        cached = _topic_buttons[(id(org), locale)] = (
+            org, [buttons[i:i + 2] for i in range(0, len(buttons), 2)])
+    return [list(row) for row in cached[1]]
+
+
+# The topic keyboard of each organisation and locale, built once: most reports start with it.
+_topic_buttons: dict[tuple[int, str], tuple[Organisation, list[list[Button]]]] = {}
 
 
 def cancel_button(turn: Turn) -> Button:
