@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import sys
 import threading
 import time
+from array import array
+from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-import numpy as np
 
 from handlers.org import Organisation
 from handlers.topics import MIN_SUGGESTIONS, Suggestion
 from handlers.topics.corpus import SEED_DIR, Example, content_hash, training_examples
-from handlers.topics.features import Vectorizer
-from handlers.topics.linear import SoftmaxModel, train
-from handlers.topics.text import load_dictionaries, tokens
+from handlers.topics.text import GROUP_WEIGHTS, load_dictionaries, tokens
 
 log = logging.getLogger(__name__)
 
-# Bump when text.py, features.py or linear.py change what a trained model means.
-MODEL_VERSION = "1"
+# Bump when text.py, features.py or linear.py change what a trained model means, or when
+# the cache file changes its form (2: one numpy-free .bin file instead of .npz + .json).
+MODEL_VERSION = "2"
 CACHE_PREFIX = "topics-model-"
 # Models already built in this process, by content hash: a second suggester for the same
 # organisation (the CLI, tests, a reloaded service) does not train again.
@@ -46,49 +47,106 @@ def _library_versions() -> str:
 
 
 class Model:
-    """A trained vectorizer and softmax model over an ordered list of topic ids."""
+    """A trained model in its compact run-time form: the terms, their idf weights and the
+    softmax weights as flat float arrays over an ordered list of topic ids.
 
-    def __init__(self, topic_ids: list[str], vectorizer: Vectorizer, model: SoftmaxModel):
+    Suggesting needs no numpy, so `mcu run` never imports it when the model comes from the
+    cache (numpy alone is ~15 MB resident); training (`fit`) imports it on demand. The softmax
+    weights are float32, as the cache has always stored them: a freshly trained model is
+    rounded the same way, so it answers exactly like the same model loaded from the cache.
+    The arithmetic is that of `Vectorizer.transform` and `SoftmaxModel.probabilities` in
+    float64, in the same order (tests/test_topics.py compares the two on the seed corpus).
+    """
+
+    def __init__(self, topic_ids: list[str], terms: list[str], idf: array[float],
+                 weights: array[float], bias: array[float]) -> None:
+        k = len(topic_ids)
+        if len(idf) != len(terms) or len(weights) != len(terms) * k or len(bias) != k:
+            raise ValueError("inconsistent topic model")
         self.topic_ids = topic_ids
-        self.vectorizer = vectorizer
-        self.model = model
+        self.vocabulary = {term: i for i, term in enumerate(terms)}
+        self.idf = idf  # float64 per term
+        self.weights = weights  # float32, (term, topic) row-major
+        self.bias = bias  # float64 per topic
 
     @classmethod
     def fit(cls, examples: list[Example], topic_ids: list[str]) -> Model:
+        import numpy as np
+
+        from handlers.topics.features import Vectorizer
+        from handlers.topics.linear import train
+
         documents = [tokens(e.text) for e in examples]
         vectorizer = Vectorizer.fit(documents)
         index = {topic: i for i, topic in enumerate(topic_ids)}
         labels = np.array([index[e.topic_id] for e in examples], dtype=np.int64)
         model = train(vectorizer.transform(documents), labels, len(topic_ids))
-        return cls(topic_ids, vectorizer, model)
+        terms = sorted(vectorizer.vocabulary, key=vectorizer.vocabulary.__getitem__)
+        return cls(topic_ids, terms, array("d", vectorizer.idf.astype(np.float64).tolist()),
+                   array("f", model.weights.astype(np.float32).ravel().tolist()),
+                   array("d", model.bias.astype(np.float64).tolist()))
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        return self.model.probabilities(self.vectorizer.transform([tokens(t) for t in texts]))
+    def probabilities(self, texts: list[str]) -> list[list[float]]:
+        return [self._probabilities(tokens(text)) for text in texts]
 
-    # Plain data only: a JSON file of terms and topics, an .npz of float arrays.
+    def _probabilities(self, features: list[str]) -> list[float]:
+        vocabulary, k = self.vocabulary, len(self.topic_ids)
+        counts = Counter(t for t in features if t in vocabulary)
+        row = sorted((vocabulary[t], (1 + math.log(c)) * GROUP_WEIGHTS[t[0]])
+                     for t, c in counts.items())
+        values = [value * self.idf[j] for j, value in row]
+        norm = math.sqrt(math.fsum(v * v for v in values)) or 1.0
+        scores: list[float] | None = None
+        for (j, _), value in zip(row, values, strict=True):
+            x = value / norm
+            weights = self.weights[j * k:(j + 1) * k]
+            scores = ([x * w for w in weights] if scores is None
+                      else [s + x * w for s, w in zip(scores, weights, strict=True)])
+        totals = [(s + b) for s, b in zip(scores or [0.0] * k, self.bias, strict=True)]
+        top = max(totals)
+        shifted = [math.exp(s - top) for s in totals]
+        total = math.fsum(shifted)
+        return [s / total for s in shifted]
+
+    # Plain data only, numpy-free: one JSON line (topics, terms), then little-endian idf
+    # (float64), bias (float64) and weights (float32).
     def save(self, path: Path) -> None:
-        terms = sorted(self.vectorizer.vocabulary, key=self.vectorizer.vocabulary.__getitem__)
+        terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+        header = json.dumps({"topics": self.topic_ids, "terms": terms}, ensure_ascii=False)
+        blocks = [header.encode("utf-8") + b"\n"]
+        for values in (self.idf, self.bias, self.weights):
+            copy = array(values.typecode, values)
+            if sys.byteorder == "big":
+                copy.byteswap()
+            blocks.append(copy.tobytes())
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp.npz")
-        np.savez(temporary, idf=self.vectorizer.idf, weights=self.model.weights.astype(np.float32),
-                 bias=self.model.bias)
-        meta = path.with_suffix(".json")
-        meta.with_suffix(".tmp").write_text(json.dumps({"topics": self.topic_ids,
-                                                        "terms": terms}, ensure_ascii=False),
-                                            encoding="utf-8")
-        meta.with_suffix(".tmp").replace(meta)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(b"".join(blocks))
         temporary.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> Model:
-        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-        with np.load(path, allow_pickle=False) as arrays:
-            idf, weights, bias = arrays["idf"], arrays["weights"], arrays["bias"]
-        vocabulary = {term: i for i, term in enumerate(meta["terms"])}
-        if len(vocabulary) != len(idf) or weights.shape != (len(idf), len(meta["topics"])):
+        raw = path.read_bytes()
+        end = raw.index(b"\n")  # ValueError when there is none
+        meta = json.loads(raw[:end].decode("utf-8"))
+        data = memoryview(raw)
+        topics, terms = list(meta["topics"]), list(meta["terms"])
+        n, k = len(terms), len(topics)
+        offset, arrays = end + 1, []
+        for typecode, count in (("d", n), ("d", k), ("f", n * k)):
+            values = array(typecode)
+            size = values.itemsize * count
+            values.frombytes(data[offset:offset + size])
+            if len(values) != count:
+                raise ValueError("inconsistent cached topic model")
+            if sys.byteorder == "big":
+                values.byteswap()
+            arrays.append(values)
+            offset += size
+        if offset != len(data):
             raise ValueError("inconsistent cached topic model")
-        return cls(list(meta["topics"]), Vectorizer(vocabulary, idf),
-                   SoftmaxModel(weights.astype(np.float64), bias))
+        idf, bias, weights = arrays
+        return cls(topics, terms, idf, weights, bias)
 
 
 class LinearTopicSuggester:
@@ -134,7 +192,7 @@ class LinearTopicSuggester:
 
     def _load_or_train(self, examples: list[Example], key: str) -> Model:
         started = time.monotonic()
-        path = self._cache_dir / f"{CACHE_PREFIX}{key}.npz" if self._cache_dir else None
+        path = self._cache_dir / f"{CACHE_PREFIX}{key}.bin" if self._cache_dir else None
         if path is not None and path.is_file():
             try:
                 model = Model.load(path)
@@ -165,8 +223,7 @@ class LinearTopicSuggester:
         model = self.model()
         result = []
         for row in model.probabilities(texts):
-            order = np.argsort(-row, kind="stable")
-            result.append([Suggestion(model.topic_ids[i], round(float(row[i]), 4))
-                           for i in order])
+            order = sorted(range(len(row)), key=lambda i: -row[i])  # stable: ties by index
+            result.append([Suggestion(model.topic_ids[i], round(row[i], 4)) for i in order])
         assert all(len(r) >= min(MIN_SUGGESTIONS, len(self.topic_ids)) for r in result)
         return result
