@@ -135,7 +135,7 @@ def test_the_compact_model_predicts_as_the_numpy_model_on_the_seed_corpus(sugges
     reference = SoftmaxModel(
         np.array(model.weights, dtype=np.float32).astype(np.float64).reshape(-1, k),
         np.array(model.bias, dtype=np.float64))
-    vocabulary = dict(model.vocabulary)
+    vocabulary = {term: i for i, term in enumerate(model.terms())}
     expected = reference.probabilities(
         Vectorizer(vocabulary, np.array(model.idf, dtype=np.float64)).transform(
             [tokens(text) for text in texts]))
