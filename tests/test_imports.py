@@ -54,6 +54,14 @@ print(suggester.suggest("яма на дороге")[0].topic_id, "numpy" in sys.
 """
 
 
+def test_training_the_topic_model_leaves_no_numpy_in_the_bot(tmp_path):
+    """With a cache, the model is trained in a process of its own: the bot only loads it."""
+    result = subprocess.run([sys.executable, "-c", LOADED_MODEL, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=True)
+    assert result.stdout.split() == ["roads", "False"]
+    assert len(list(tmp_path.glob("topics-model-*"))) == 1
+
+
 def test_the_topic_model_loaded_from_its_cache_needs_no_numpy(tmp_path, monkeypatch):
     """numpy (~15 MB resident) is for training; a bot whose model is cached never loads it."""
     import handlers.topics.suggester as module

@@ -22,7 +22,7 @@ from handlers.org import parse_organisation
 from handlers.rules.deadlines import Kind
 from handlers.rules.lifecycle import Actor
 from handlers.topics import MIN_SUGGESTIONS, suggest_now
-from handlers.topics.suggester import CACHE_PREFIX, LinearTopicSuggester, Model
+from handlers.topics.suggester import CACHE_PREFIX, LinearTopicSuggester
 from storage.models import Item, TopicCorrection
 from tests.support.topics import ready_suggester
 
@@ -84,13 +84,17 @@ def test_a_turn_never_waits_for_training():
     assert suggest_now(None, "яма на дороге") == []
 
 
-def test_the_model_is_cached_as_plain_arrays_by_content_hash(tmp_path, monkeypatch):
+def test_the_model_is_cached_as_plain_arrays_by_content_hash(tmp_path, monkeypatch, suggester):
     import handlers.topics.suggester as module
 
     org = parse_organisation(DEFAULT_ORG_FILE.read_text("utf-8"))
     monkeypatch.setattr(module, "_BUILT", {})
+    # With a cache, training runs in a process of its own (handlers/topics/train.py) and
+    # gives the same model as training in this process (the fixture, no cache).
     trained = LinearTopicSuggester(org, cache_dir=tmp_path)
     trained.warm_up()
+    texts = [text for texts in PHRASES.values() for text in texts]
+    assert trained.suggest_many(texts) == suggester.suggest_many(texts)
     [cached] = tmp_path.glob(f"{CACHE_PREFIX}*")
     # Plain data, no pickle: a JSON line of topics and terms, then the float arrays.
     header, _, arrays = cached.read_bytes().partition(b"\n")
@@ -102,10 +106,10 @@ def test_the_model_is_cached_as_plain_arrays_by_content_hash(tmp_path, monkeypat
     # A new process (no in-memory model) loads the file instead of training, and answers
     # exactly as the model it was saved from.
     monkeypatch.setattr(module, "_BUILT", {})
-    monkeypatch.setattr(Model, "fit", classmethod(lambda *a: pytest.fail("trained again")))
+    monkeypatch.setattr(LinearTopicSuggester, "_train",
+                        lambda *a: pytest.fail("trained again"))
     loaded_suggester = LinearTopicSuggester(org, cache_dir=tmp_path)
     assert loaded_suggester.suggest("яма на дороге")[0].topic_id == "roads"
-    texts = [text for texts in PHRASES.values() for text in texts]
     assert loaded_suggester.suggest_many(texts) == trained.suggest_many(texts)
 
     # Different training data is a different hash: trained again, the stale file replaced.
@@ -117,6 +121,21 @@ def test_the_model_is_cached_as_plain_arrays_by_content_hash(tmp_path, monkeypat
                          extra=[Example("roads", "выбоина на трассе")]).warm_up()
     assert [p.name for p in tmp_path.glob(f"{CACHE_PREFIX}*")] != [cached.name]
     assert len(list(tmp_path.glob(f"{CACHE_PREFIX}*"))) == 1
+
+
+def test_training_falls_back_to_this_process_when_the_child_fails(tmp_path, monkeypatch,
+                                                                 suggester, caplog):
+    import handlers.topics.suggester as module
+
+    org = parse_organisation(DEFAULT_ORG_FILE.read_text("utf-8"))
+    monkeypatch.setattr(module, "_BUILT", {})
+    monkeypatch.setattr(module.sys, "executable", str(tmp_path / "no-python"))
+    fallback = LinearTopicSuggester(org, cache_dir=tmp_path / "cache")
+    fallback.warm_up()
+    assert "training here" in caplog.text
+    assert len(list((tmp_path / "cache").glob(f"{CACHE_PREFIX}*"))) == 1  # still cached
+    texts = PHRASES["roads"] + PHRASES["energy"]
+    assert fallback.suggest_many(texts) == suggester.suggest_many(texts)
 
 
 def test_the_compact_model_predicts_as_the_numpy_model_on_the_seed_corpus(suggester):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -168,6 +170,34 @@ class Model:
         return cls(topics, terms, idf, weights, bias)
 
 
+def train_in_child(examples: list[Example], topic_ids: list[str], path: Path) -> Model | None:
+    """Train in `python -m handlers.topics.train` and load the model it writes to `path`;
+    None when that did not work (no interpreter to start, no writable cache): the caller
+    then trains in its own process."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    request = json.dumps({"topics": topic_ids,
+                          "examples": [[e.topic_id, e.text] for e in examples]},
+                         ensure_ascii=False).encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "handlers.topics.train", str(path)],
+                              input=request, capture_output=True, env=env, timeout=900,
+                              check=False)
+        if done.returncode == 0:
+            model = Model.load(path)
+            if model.topic_ids == topic_ids:
+                return model
+        # Only the exit status: the examples (citizens' words) stay out of the log.
+        log.warning("topic model training process failed (exit %s), training here",
+                    done.returncode)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        log.warning("topic model training process not run (%s), training here",
+                    type(exc).__name__)
+    return None
+
+
 class LinearTopicSuggester:
     """`TopicSuggester` for an organisation; thread-safe, built once on first use."""
 
@@ -221,13 +251,27 @@ class LinearTopicSuggester:
                     return model
             except (OSError, ValueError, KeyError):
                 log.warning("topic model cache unreadable, training again")
-        model = Model.fit(examples, self.topic_ids)
+        model = self._train(examples, path)
         log.info("topic model trained on %d examples in %.2f s", len(examples),
                  time.monotonic() - started)
+        return model
+
+    def _train(self, examples: list[Example], path: Path | None) -> Model:
+        """Train, and cache the result at `path`: in a process of its own when there is a
+        cache to hand the model over (handlers/topics/train.py), else (or if that fails)
+        here."""
         if path is not None:
             try:
                 for old in path.parent.glob(f"{CACHE_PREFIX}*"):
                     old.unlink(missing_ok=True)
+            except OSError:
+                pass
+            model = train_in_child(examples, self.topic_ids, path)
+            if model is not None:
+                return model
+        model = Model.fit(examples, self.topic_ids)
+        if path is not None:
+            try:
                 model.save(path)
             except OSError:
                 log.warning("topic model cache not written to %s", path.parent)
