@@ -3,7 +3,8 @@ the bot's run-time model in suggester.py repeats `transform` without numpy).
 
 No scikit-learn at run time: it would add ~120 MB to the bot's memory for what is a few
 dozen lines here. The vocabulary and the idf weights are plain data, so a trained model is
-stored as JSON and .npy arrays, never as a pickle that a library upgrade could break.
+stored as JSON and float arrays (suggester.Model.save), never as a pickle that a library
+upgrade could break.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ It is built on first use (or by `warm_up` in the background), never at import, s
 starts as fast as before. A trained model is cached in the data directory under the hash of
 everything that shapes it; any change to the seed, the organisation's topics, this code's
 version or the library versions trains it again instead of loading something stale.
+With a cache, training runs in a process of its own (train.py) and this one loads the file:
+the bot's memory keeps only the compact model (`Model`), never numpy.
 """
 
 from __future__ import annotations
