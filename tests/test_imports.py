@@ -40,3 +40,37 @@ def test_a_database_behind_the_files_is_not_up_to_date(tmp_path):
     assert not is_up_to_date(url)
     upgrade(url)
     assert is_up_to_date(url) and head_revisions()
+
+
+LOADED_MODEL = """
+import sys
+from pathlib import Path
+from bot.settings import DEFAULT_ORG_FILE
+from handlers.org import load_organisation
+from handlers.topics.suggester import LinearTopicSuggester
+suggester = LinearTopicSuggester(load_organisation(DEFAULT_ORG_FILE), cache_dir=Path(sys.argv[1]))
+suggester.warm_up()
+print(suggester.suggest("яма на дороге")[0].topic_id, "numpy" in sys.modules)
+"""
+
+
+def test_training_the_topic_model_leaves_no_numpy_in_the_bot(tmp_path):
+    """With a cache, the model is trained in a process of its own: the bot only loads it."""
+    result = subprocess.run([sys.executable, "-c", LOADED_MODEL, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=True)
+    assert result.stdout.split() == ["roads", "False"]
+    assert len(list(tmp_path.glob("topics-model-*"))) == 1
+
+
+def test_the_topic_model_loaded_from_its_cache_needs_no_numpy(tmp_path, monkeypatch):
+    """numpy (~15 MB resident) is for training; a bot whose model is cached never loads it."""
+    import handlers.topics.suggester as module
+    from bot.settings import DEFAULT_ORG_FILE
+    from handlers.org import load_organisation
+    from handlers.topics.suggester import LinearTopicSuggester
+
+    monkeypatch.setattr(module, "_BUILT", {})  # trained here, so written to the cache
+    LinearTopicSuggester(load_organisation(DEFAULT_ORG_FILE), cache_dir=tmp_path).warm_up()
+    result = subprocess.run([sys.executable, "-c", LOADED_MODEL, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["roads", "False"]

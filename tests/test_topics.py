@@ -22,7 +22,7 @@ from handlers.org import parse_organisation
 from handlers.rules.deadlines import Kind
 from handlers.rules.lifecycle import Actor
 from handlers.topics import MIN_SUGGESTIONS, suggest_now
-from handlers.topics.suggester import CACHE_PREFIX, LinearTopicSuggester, Model
+from handlers.topics.suggester import CACHE_PREFIX, LinearTopicSuggester
 from storage.models import Item, TopicCorrection
 from tests.support.topics import ready_suggester
 
@@ -84,22 +84,33 @@ def test_a_turn_never_waits_for_training():
     assert suggest_now(None, "яма на дороге") == []
 
 
-def test_the_model_is_cached_as_plain_arrays_by_content_hash(tmp_path, monkeypatch):
+def test_the_model_is_cached_as_plain_arrays_by_content_hash(tmp_path, monkeypatch, suggester):
     import handlers.topics.suggester as module
 
     org = parse_organisation(DEFAULT_ORG_FILE.read_text("utf-8"))
     monkeypatch.setattr(module, "_BUILT", {})
-    LinearTopicSuggester(org, cache_dir=tmp_path).warm_up()
-    [arrays] = tmp_path.glob(f"{CACHE_PREFIX}*.npz")
-    assert arrays.with_suffix(".json").is_file()
-    with np.load(arrays, allow_pickle=False) as loaded:  # no pickle in the cache
-        assert set(loaded.files) == {"idf", "weights", "bias"}
+    # With a cache, training runs in a process of its own (handlers/topics/train.py) and
+    # gives the same model as training in this process (the fixture, no cache).
+    trained = LinearTopicSuggester(org, cache_dir=tmp_path)
+    trained.warm_up()
+    texts = [text for texts in PHRASES.values() for text in texts]
+    assert trained.suggest_many(texts) == suggester.suggest_many(texts)
+    [cached] = tmp_path.glob(f"{CACHE_PREFIX}*")
+    # Plain data, no pickle: a JSON line of topics and terms, then the float arrays.
+    header, _, arrays = cached.read_bytes().partition(b"\n")
+    meta = json.loads(header)
+    assert meta["topics"] == trained.topic_ids
+    n, k = len(meta["terms"]), len(meta["topics"])
+    assert len(arrays) == 8 * n + 8 * k + 4 * n * k
 
-    # A new process (no in-memory model) loads the file instead of training.
+    # A new process (no in-memory model) loads the file instead of training, and answers
+    # exactly as the model it was saved from.
     monkeypatch.setattr(module, "_BUILT", {})
-    monkeypatch.setattr(Model, "fit", classmethod(lambda *a: pytest.fail("trained again")))
+    monkeypatch.setattr(LinearTopicSuggester, "_train",
+                        lambda *a: pytest.fail("trained again"))
     loaded_suggester = LinearTopicSuggester(org, cache_dir=tmp_path)
     assert loaded_suggester.suggest("яма на дороге")[0].topic_id == "roads"
+    assert loaded_suggester.suggest_many(texts) == trained.suggest_many(texts)
 
     # Different training data is a different hash: trained again, the stale file replaced.
     monkeypatch.undo()
@@ -108,8 +119,67 @@ def test_the_model_is_cached_as_plain_arrays_by_content_hash(tmp_path, monkeypat
 
     LinearTopicSuggester(org, cache_dir=tmp_path,
                          extra=[Example("roads", "выбоина на трассе")]).warm_up()
-    assert [p.name for p in tmp_path.glob(f"{CACHE_PREFIX}*.npz")] != [arrays.name]
-    assert len(list(tmp_path.glob(f"{CACHE_PREFIX}*.npz"))) == 1
+    assert [p.name for p in tmp_path.glob(f"{CACHE_PREFIX}*")] != [cached.name]
+    assert len(list(tmp_path.glob(f"{CACHE_PREFIX}*"))) == 1
+
+
+def test_training_falls_back_to_this_process_when_the_child_fails(tmp_path, monkeypatch,
+                                                                 suggester, caplog):
+    import handlers.topics.suggester as module
+
+    org = parse_organisation(DEFAULT_ORG_FILE.read_text("utf-8"))
+    monkeypatch.setattr(module, "_BUILT", {})
+    monkeypatch.setattr(module.sys, "executable", str(tmp_path / "no-python"))
+    fallback = LinearTopicSuggester(org, cache_dir=tmp_path / "cache")
+    fallback.warm_up()
+    assert "training here" in caplog.text
+    assert len(list((tmp_path / "cache").glob(f"{CACHE_PREFIX}*"))) == 1  # still cached
+    texts = PHRASES["roads"] + PHRASES["energy"]
+    assert fallback.suggest_many(texts) == suggester.suggest_many(texts)
+
+
+def test_the_compact_model_predicts_as_the_numpy_model_on_the_seed_corpus(suggester):
+    """The bot's model (suggester.Model, no numpy) against the training code's own
+    prediction (features.Vectorizer + linear.SoftmaxModel) with the same float32 weights:
+    the same ranking of every topic for every seed example, the same rounded scores."""
+    from handlers.topics.corpus import training_examples
+    from handlers.topics.features import Vectorizer
+    from handlers.topics.linear import SoftmaxModel
+    from handlers.topics.text import tokens
+
+    model = suggester.model()
+    examples = training_examples(parse_organisation(DEFAULT_ORG_FILE.read_text("utf-8")))
+    texts = [example.text for example in examples]
+    k = len(model.topic_ids)
+    reference = SoftmaxModel(
+        np.array(model.weights, dtype=np.float32).astype(np.float64).reshape(-1, k),
+        np.array(model.bias, dtype=np.float64))
+    vocabulary = {term: i for i, term in enumerate(model.terms())}
+    expected = reference.probabilities(
+        Vectorizer(vocabulary, np.array(model.idf, dtype=np.float64)).transform(
+            [tokens(text) for text in texts]))
+    got = np.array(model.probabilities(texts))
+    assert got.shape == expected.shape == (len(examples), k) and len(examples) > 500
+    assert np.abs(got - expected).max() < 1e-12
+    assert (np.argsort(-got, axis=1, kind="stable")
+            == np.argsort(-expected, axis=1, kind="stable")).all()
+    assert (np.round(got, 4) == np.round(expected, 4)).all()
+    # The model before it was made compact kept the trained float64 weights: rounding them to
+    # float32 (as its cache always did) changes no top topic on the seed corpus.
+    from handlers.topics.linear import train
+
+    documents = [tokens(text) for text in texts]
+    vectorizer = Vectorizer.fit(documents)
+    labels = np.array([model.topic_ids.index(e.topic_id) for e in examples])
+    before = train(vectorizer.transform(documents), labels, k).probabilities(
+        vectorizer.transform(documents))
+    assert (before.argmax(axis=1) == got.argmax(axis=1)).all()
+    # And the suggester's answers are those rankings and rounded scores.
+    first = suggester.suggest_many(texts[:50])
+    for row, suggestions in zip(expected[:50], first, strict=True):
+        order = np.argsort(-row, kind="stable")
+        assert [(s.topic_id, s.score) for s in suggestions] == [
+            (model.topic_ids[i], round(float(row[i]), 4)) for i in order]
 
 
 def test_a_topic_added_in_the_organisation_file_is_suggested_without_code():

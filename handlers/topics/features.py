@@ -1,8 +1,10 @@
-"""TF-IDF over the tokens of handlers/topics/text.py, as plain numpy arrays.
+"""TF-IDF over the tokens of handlers/topics/text.py, as plain numpy arrays (for training;
+the bot's run-time model in suggester.py repeats `transform` without numpy).
 
 No scikit-learn at run time: it would add ~120 MB to the bot's memory for what is a few
 dozen lines here. The vocabulary and the idf weights are plain data, so a trained model is
-stored as JSON and .npy arrays, never as a pickle that a library upgrade could break.
+stored as JSON and float arrays (suggester.Model.save), never as a pickle that a library
+upgrade could break.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Character n-grams outnumber words several times over; without a smaller weight they would
-# drown the lemma features, which carry most of the meaning.
-GROUP_WEIGHTS = {"w": 1.0, "b": 0.7, "c": 0.35}
+from handlers.topics.text import GROUP_WEIGHTS
 
 
 @dataclass

@@ -19,6 +19,10 @@ ABBREVIATIONS = {
     "управляйка": "управляющая", "управляшка": "управляющая", "мусорка": "мусор",
 }
 NGRAM_MIN, NGRAM_MAX = 3, 5
+# The weight of each token group ("w:", "b:", "c:") in the TF-IDF vector. Character n-grams
+# outnumber words several times over; without a smaller weight they would drown the lemma
+# features, which carry most of the meaning.
+GROUP_WEIGHTS = {"w": 1.0, "b": 0.7, "c": 0.35}
 
 _morph: Any = None
 _morph_lock = threading.Lock()
