@@ -554,3 +554,17 @@ def test_previous_working_day_and_working_days_between():
     assert calendar.working_days_between(date(2026, 12, 8), date(2026, 12, 11)) == 3
     assert calendar.working_days_between(date(2025, 12, 30), date(2026, 1, 12)) == 1
     assert calendar.working_days_between(date(2026, 12, 11), date(2026, 12, 8)) == 0
+
+
+def test_the_production_calendar_file_matches_the_library():
+    from handlers.rules.production_calendar import YEARS, _stored, from_library
+
+    stored = _stored()
+    for year in YEARS:
+        assert stored[year] == from_library(year), (
+            f"{year} differs from the installed holidays package: regenerate the file with "
+            "`python -m handlers.rules.production_calendar`")
+    # A year outside the file still comes from the library.
+    from handlers.rules.production_calendar import year_data
+
+    assert year_data(max(YEARS) + 1) == from_library(max(YEARS) + 1)

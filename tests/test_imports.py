@@ -74,3 +74,15 @@ def test_the_topic_model_loaded_from_its_cache_needs_no_numpy(tmp_path, monkeypa
     result = subprocess.run([sys.executable, "-c", LOADED_MODEL, str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.split() == ["roads", "False"]
+
+
+def test_the_production_calendar_needs_no_holidays_package():
+    """The calendar reads its data file: `holidays` loads some 300 country modules (+17 MB)."""
+    code = ("import sys; from datetime import date; from zoneinfo import ZoneInfo; "
+            "from handlers.rules.calendar import WorkCalendar; "
+            "c = WorkCalendar(ZoneInfo('Asia/Sakhalin')); "
+            "print(c.is_working_day(date(2026, 1, 5)), c.is_working_day(date(2026, 1, 12)), "
+            "'holidays' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["False", "True", "False"]

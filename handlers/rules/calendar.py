@@ -1,8 +1,9 @@
 """Production calendar of the center: working days and hours in local (Sakhalin) time.
 
-Working days follow the Russian production calendar from ``holidays.Russia``: public
-holidays, observed holidays and transferred days off are non-working, transferred working
-Saturdays/Sundays (``weekend_workdays``) are working. Pre-holiday shortened days are
+Working days follow the Russian production calendar of ``holidays.Russia``, read from the
+data file of handlers/rules/production_calendar.py: public holidays, observed holidays and
+transferred days off are non-working, transferred working Saturdays/Sundays
+(``weekend_workdays``) are working. Pre-holiday shortened days are
 deliberately ignored: deadlines are counted with full hours.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
-import holidays
+from handlers.rules.production_calendar import year_data
 
 __all__ = ["WorkCalendar"]
 
@@ -27,14 +28,9 @@ class _YearData:
 
 @lru_cache(maxsize=64)
 def _russia(year: int) -> _YearData:
-    """The library's calendar of one year, built once per process (building it is slow)."""
-    # Neighbouring years are generated too, so an observed day off that spills over a year
-    # boundary is still seen; only ``year`` is kept.
-    ru = holidays.Russia(years=range(year - 1, year + 2))
-    return _YearData(
-        days_off=frozenset(d for d in ru if d.year == year),
-        weekend_workdays=frozenset(d for d in ru.weekend_workdays if d.year == year),
-    )
+    """The production calendar of one year, read once per process."""
+    days_off, weekend_workdays = year_data(year)
+    return _YearData(days_off=days_off, weekend_workdays=weekend_workdays)
 
 
 @dataclass(frozen=True, slots=True)
