@@ -39,8 +39,10 @@ STEPS = (
     ("handlers (core)", "import handlers.core"),
     ("scheduler, bootstrap, transports, cli",
      "import scheduler.runner, scheduler.outbox, bot.bootstrap, bot.telegram, bot.vk, bot.cli"),
-    ("production calendar (holidays loads every country)",
-     "import holidays; holidays.Russia(years=2026)"),
+    ("production calendar (its data file)",
+     "from datetime import date; from zoneinfo import ZoneInfo; "
+     "from handlers.rules.calendar import WorkCalendar; "
+     "WorkCalendar(ZoneInfo('Asia/Sakhalin')).is_working_day(date(2026, 1, 5))"),
     ("topic dictionaries (pymorphy3)",
      "from handlers.topics.text import load_dictionaries; load_dictionaries()"),
     ("topic model (from the cache)",
