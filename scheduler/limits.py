@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,27 +40,35 @@ DEFAULT_LIMITS = {
 }
 WINDOW = 1.0
 GROUP_WINDOW = 60.0
-IN_FLIGHT_POLL = 0.02  # seconds
+IN_FLIGHT_MAX = 60.0  # seconds: a send not completed by then (its process died) stops counting
+IN_FLIGHT_POLL = 0.05  # seconds: the window is full of sends still under way; look again soon
+CHATS_KEPT = 10_000  # chats remembered in memory before those that constrain nothing are dropped
+
+Entry = list[Any]  # [token, let through at, completed at | None]
+State = dict[str, Any]
 
 
 class RateLimiter:
+    """The limits of one process, its state in memory (`mcu run`); scheduler/shared_limits.py
+    keeps the same state in the database for a deployment of several processes."""
+
     def __init__(self, limits: dict[str, Limits] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.limits = limits or DEFAULT_LIMITS
         self._clock = clock
         self._sleep = sleep
-        # Per platform: [let through at, completed at (None while in flight)].
-        self._sent: dict[str, list[list[float | None]]] = {}
-        self._last_in_chat: dict[tuple[str, str], float] = {}
-        self._group_sent: dict[tuple[str, str], deque[float]] = {}
-        self._paused_until: dict[str, float] = {}
+        self._platforms: dict[str, State] = {}
+        # Each chat's state, with when it stops constraining anything.
+        self._chats: dict[tuple[str, str], tuple[State, float]] = {}
         self._lines: dict[str, asyncio.Lock] = {}  # asyncio.Lock wakes its waiters in order
+        self._tokens = itertools.count()
 
     def pause(self, platform: str, seconds: float) -> None:
         """After a 429 / error 6: nothing goes to this platform for `seconds`."""
-        self._paused_until[platform] = max(self._paused_until.get(platform, 0.0),
-                                           self._clock() + seconds)
+        state = self._platforms.setdefault(platform, {})
+        state["paused_until"] = max(float(state.get("paused_until", 0.0)),
+                                    self._clock() + seconds)
 
     @contextlib.asynccontextmanager
     async def slot(self, platform: str, chat_id: str, *, group: bool = False,
@@ -67,19 +76,19 @@ class RateLimiter:
         """Hold a slot for one request: wait until it may go, and count it until a second
         after it completed. `direct` answers the user who just wrote: it keeps the totals
         but not the per-chat spacing, meant for messages nobody asked for."""
-        entry = await self._acquire(platform, chat_id, group=group, direct=direct)
+        token = await self._acquire(platform, chat_id, group=group, direct=direct)
         try:
             yield
         finally:
-            if entry is not None:
-                entry[1] = self._clock()
+            if token is not None:
+                self._platforms[platform] = complete(self._platforms[platform], token,
+                                                     self._clock())
 
     async def _acquire(self, platform: str, chat_id: str, *, group: bool,
-                       direct: bool) -> list[float | None] | None:
+                       direct: bool) -> str | None:
         limits = self.limits.get(platform)
         if limits is None:
             return None
-        chat = (platform, chat_id)
         line = self._lines.setdefault(platform, asyncio.Lock())
         while True:
             # The chat's own limits are waited out of the line: they hold up no other chat.
@@ -89,12 +98,12 @@ class RateLimiter:
                 continue
             async with line:
                 while True:
-                    now = self._clock()
                     if self.chat_wait(platform, chat_id, group=group, direct=direct) > 0:
                         break  # another message to this chat went first: out of the line
-                    wait = self._wait(platform, chat, limits, now, group, direct)
+                    now = self._clock()
+                    wait = platform_wait(self._platforms.get(platform, {}), limits, now)
                     if wait <= 0:
-                        return self._take(platform, chat, now, group)
+                        return self._take(platform, chat_id, limits, now, group)
                     await self._sleep(wait)
 
     def chat_wait(self, platform: str, chat_id: str, *, group: bool = False,
@@ -103,49 +112,89 @@ class RateLimiter:
         message go; a pause and the platform's total are left to `slot`. A sender that
         would wait longer serves other chats meanwhile and comes back to this one."""
         limits = self.limits.get(platform)
-        if limits is None:
+        seen = self._chats.get((platform, chat_id))
+        if limits is None or seen is None:
             return 0.0
-        now = self._clock()
-        chat = (platform, chat_id)
-        wait = 0.0
-        if not direct and chat in self._last_in_chat:
-            wait = max(wait, self._last_in_chat[chat] + limits.per_chat_interval - now)
-        if group and chat in self._group_sent:
-            window = _pruned(self._group_sent[chat], now - GROUP_WINDOW)
-            if len(window) >= limits.group_per_minute:
-                wait = max(wait, window[0] + GROUP_WINDOW - now)
-        return max(wait, 0.0)
+        return max(chat_wait(seen[0], limits, self._clock(), group=group, direct=direct), 0.0)
 
-    def _wait(self, platform: str, chat: tuple[str, str], limits: Limits, now: float,
-              group: bool, direct: bool) -> float:
-        wait = self._paused_until.get(platform, 0.0) - now
-        if not direct and chat in self._last_in_chat:
-            wait = max(wait, self._last_in_chat[chat] + limits.per_chat_interval - now)
-        if group:
-            window = _pruned(self._group_sent.setdefault(chat, deque()), now - GROUP_WINDOW)
-            if len(window) >= limits.group_per_minute:
-                wait = max(wait, window[0] + GROUP_WINDOW - now)
-        sent = self._sent[platform] = [e for e in self._sent.get(platform, [])
-                                       if e[1] is None or e[1] > now - WINDOW]
-        if len(sent) >= limits.per_second:
-            completed = [e[1] for e in sent if e[1] is not None]
-            # Nothing completed yet: look again shortly (a request is under way).
-            wait = max(wait, min(completed) + WINDOW - now if completed else IN_FLIGHT_POLL)
-        return wait
-
-    def _take(self, platform: str, chat: tuple[str, str], now: float,
-              group: bool) -> list[float | None]:
-        entry: list[float | None] = [now, None]
-        self._sent[platform].append(entry)
-        self._last_in_chat[chat] = now
-        if group:
-            self._group_sent[chat].append(now)
-        if len(self._last_in_chat) > 10_000:  # forget idle chats so memory stays bounded
-            self._last_in_chat = {k: v for k, v in self._last_in_chat.items() if v > now - 60}
-        return entry
+    def _take(self, platform: str, chat_id: str, limits: Limits, now: float,
+              group: bool) -> str:
+        token = str(next(self._tokens))
+        seen = self._chats.get((platform, chat_id))
+        self._platforms[platform], chat, expires = take(
+            self._platforms.get(platform, {}), seen[0] if seen else {}, limits, now, token,
+            group=group)
+        self._chats[(platform, chat_id)] = (chat, expires)
+        if len(self._chats) > CHATS_KEPT:  # memory stays bounded
+            self._chats = {key: kept for key, kept in self._chats.items() if kept[1] > now}
+        return token
 
 
-def _pruned(window: deque[float], older_than: float) -> deque[float]:
-    while window and window[0] <= older_than:
-        window.popleft()
-    return window
+# ---------------------------------------------------------------------------------------------
+# The window's rules, on plain state: kept in memory here, in the database by
+# scheduler/shared_limits.py (tested on a simulated clock)
+
+
+def _completed(entry: Entry, now: float) -> float | None:
+    _, started, completed = entry
+    if completed is None and now - started > IN_FLIGHT_MAX:
+        return float(started) + IN_FLIGHT_MAX
+    return None if completed is None else float(completed)
+
+
+def live_sends(state: State, now: float) -> list[Entry]:
+    """The sends that still occupy the window at `now`."""
+    live = []
+    for entry in state.get("sent", []):
+        completed = _completed(entry, now)
+        if completed is None or completed > now - WINDOW:
+            live.append(entry)
+    return live
+
+
+def platform_wait(state: State, limits: Limits, now: float) -> float:
+    """Seconds until one more send may go to the platform (<= 0: now)."""
+    wait = float(state.get("paused_until", 0.0)) - now
+    live = live_sends(state, now)
+    if len(live) >= limits.per_second:
+        ends = [c for c in (_completed(e, now) for e in live) if c is not None]
+        # Nothing completed yet: look again shortly (requests are under way).
+        wait = max(wait, min(ends) + WINDOW - now if ends else IN_FLIGHT_POLL)
+    return wait
+
+
+def chat_wait(state: State, limits: Limits, now: float, *, group: bool, direct: bool) -> float:
+    """Seconds until one more message may go to this chat (<= 0: now). `direct` answers the
+    user who just wrote: no per-chat spacing, meant for messages nobody asked for."""
+    wait = float("-inf")
+    last = state.get("last")
+    if not direct and last is not None:
+        wait = float(last) + limits.per_chat_interval - now
+    if group:
+        recent = [t for t in state.get("group", []) if t > now - GROUP_WINDOW]
+        if len(recent) >= limits.group_per_minute:
+            wait = max(wait, min(recent) + GROUP_WINDOW - now)
+    return wait
+
+
+def take(platform_state: State, chat_state: State, limits: Limits, now: float, token: str, *,
+         group: bool) -> tuple[State, State, float]:
+    """The states after letting one send through; and until when the chat's row matters."""
+    sent = [*live_sends(platform_state, now), [token, now, None]]
+    platform = {"sent": sent, "paused_until": platform_state.get("paused_until", 0.0)}
+    recent = [t for t in chat_state.get("group", []) if t > now - GROUP_WINDOW]
+    if group:
+        recent.append(now)
+    chat = {"last": now, "group": recent}
+    expires = max([now + limits.per_chat_interval, *(t + GROUP_WINDOW for t in recent)])
+    return platform, chat, expires
+
+
+def complete(platform_state: State, token: str, now: float) -> State:
+    """The platform's state after the send `token` completed at `now`."""
+    sent = []
+    for entry in live_sends(platform_state, now):
+        if entry[0] == token and entry[2] is None:
+            entry = [entry[0], entry[1], now]
+        sent.append(entry)
+    return {"sent": sent, "paused_until": platform_state.get("paused_until", 0.0)}

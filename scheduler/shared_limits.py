@@ -55,91 +55,25 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from scheduler.limits import DEFAULT_LIMITS, GROUP_WINDOW, WINDOW, Limits, RateLimiter
+from scheduler.limits import (
+    DEFAULT_LIMITS,
+    Limits,
+    RateLimiter,
+    State,
+    chat_wait,
+    complete,
+    platform_wait,
+    take,
+)
 from storage.db import is_sqlite
 from storage.models import RateWindow
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT_MAX = 60.0  # seconds: a send not completed by then (its process died) stops counting
-IN_FLIGHT_POLL = 0.05  # seconds: the window is full of sends still under way; look again soon
 PLATFORM_RECHECK = 1.0  # longest sleep before asking the database again (a pause may change)
 CHAT_RECHECK = 5.0
 PRUNE_EVERY = 10.0  # seconds between deletions of chat rows that constrain nothing any more
 FAR = 10.0 ** 12  # a platform row never expires
-
-Entry = list[Any]  # [token, let through at, completed at | None]
-State = dict[str, Any]
-
-
-# ---------------------------------------------------------------------------------------------
-# The window's rules, on plain state (tested on a simulated clock)
-
-
-def _completed(entry: Entry, now: float) -> float | None:
-    _, started, completed = entry
-    if completed is None and now - started > IN_FLIGHT_MAX:
-        return float(started) + IN_FLIGHT_MAX
-    return None if completed is None else float(completed)
-
-
-def live_sends(state: State, now: float) -> list[Entry]:
-    """The sends that still occupy the window at `now`."""
-    live = []
-    for entry in state.get("sent", []):
-        completed = _completed(entry, now)
-        if completed is None or completed > now - WINDOW:
-            live.append(entry)
-    return live
-
-
-def platform_wait(state: State, limits: Limits, now: float) -> float:
-    """Seconds until one more send may go to the platform (<= 0: now)."""
-    wait = float(state.get("paused_until", 0.0)) - now
-    live = live_sends(state, now)
-    if len(live) >= limits.per_second:
-        ends = [c for c in (_completed(e, now) for e in live) if c is not None]
-        # Nothing completed yet: look again shortly (requests are under way).
-        wait = max(wait, min(ends) + WINDOW - now if ends else IN_FLIGHT_POLL)
-    return wait
-
-
-def chat_wait(state: State, limits: Limits, now: float, *, group: bool, direct: bool) -> float:
-    """Seconds until one more message may go to this chat (<= 0: now). `direct` answers the
-    user who just wrote: no per-chat spacing, as in scheduler/limits.py."""
-    wait = float("-inf")
-    last = state.get("last")
-    if not direct and last is not None:
-        wait = float(last) + limits.per_chat_interval - now
-    if group:
-        recent = [t for t in state.get("group", []) if t > now - GROUP_WINDOW]
-        if len(recent) >= limits.group_per_minute:
-            wait = max(wait, min(recent) + GROUP_WINDOW - now)
-    return wait
-
-
-def take(platform_state: State, chat_state: State, limits: Limits, now: float, token: str, *,
-         group: bool) -> tuple[State, State, float]:
-    """The states after letting one send through; and until when the chat's row matters."""
-    sent = [*live_sends(platform_state, now), [token, now, None]]
-    platform = {"sent": sent, "paused_until": platform_state.get("paused_until", 0.0)}
-    recent = [t for t in chat_state.get("group", []) if t > now - GROUP_WINDOW]
-    if group:
-        recent.append(now)
-    chat = {"last": now, "group": recent}
-    expires = max([now + limits.per_chat_interval, *(t + GROUP_WINDOW for t in recent)])
-    return platform, chat, expires
-
-
-def complete(platform_state: State, token: str, now: float) -> State:
-    """The platform's state after the send `token` completed at `now`."""
-    sent = []
-    for entry in live_sends(platform_state, now):
-        if entry[0] == token and entry[2] is None:
-            entry = [entry[0], entry[1], now]
-        sent.append(entry)
-    return {"sent": sent, "paused_until": platform_state.get("paused_until", 0.0)}
-
 
 def chat_key(platform: str, chat_id: str) -> str:
     """A chat's row: a digest, so the table holds no messenger ids."""

@@ -14,16 +14,15 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from scheduler.limits import DEFAULT_LIMITS
-from scheduler.shared_limits import (
+from scheduler.limits import (
+    DEFAULT_LIMITS,
     IN_FLIGHT_MAX,
-    SharedRateLimiter,
     chat_wait,
     complete,
-    deployment_limiter,
     platform_wait,
     take,
 )
+from scheduler.shared_limits import SharedRateLimiter, deployment_limiter
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 
