@@ -26,6 +26,7 @@ from handlers.i18n import Translator, translator
 from handlers.outbox import enqueue, enqueue_once
 from handlers.recipients import StaffChat, chat_of, staff_accounts
 from storage.models import Account, OutboxMessage
+from storage.sqlfuncs import on_conflict_insert
 
 # What one recipient is sent, rendered in their language; the account says who they are.
 Message = Callable[[Translator, Account], Awaitable[Sequence[Reply]]]
@@ -234,11 +235,7 @@ def _insert_ignoring_duplicates(dialect: str) -> Any:
     """`INSERT INTO outbox … ON CONFLICT (dedupe_key) DO NOTHING RETURNING id` in the
     dialect (SQLite and PostgreSQL both have it), for rows made by BulkOutbox._write."""
     table = OutboxMessage.__table__
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return (dialect_insert(table)
+    return (on_conflict_insert(dialect)(table)
             .values(payload=bindparam("payload_json", type_=_StoredJSON()),
                     created_at=bindparam("created", type_=_StoredDateTime()),
                     not_before=bindparam("not_before", type_=_StoredDateTime()),

@@ -67,6 +67,7 @@ from scheduler.limits import (
 )
 from storage.db import is_sqlite
 from storage.models import RateWindow
+from storage.sqlfuncs import on_conflict_insert
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +226,9 @@ class SharedRateLimiter:
         return dict(state or {})
 
     def _insert_missing(self, key: str) -> Any:
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(RateWindow).values(key=key, state={}, expires=0.0).on_conflict_do_nothing(
-            index_elements=["key"])
+        return (on_conflict_insert(self.dialect)(RateWindow)
+                .values(key=key, state={}, expires=0.0)
+                .on_conflict_do_nothing(index_elements=["key"]))
 
 
 def deployment_limiter(sessions: async_sessionmaker[AsyncSession], database_url: str, *,

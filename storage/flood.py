@@ -7,10 +7,10 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, case, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.models import FloodCounter, UTCDateTime
+from storage.sqlfuncs import on_conflict_insert
 
 
 async def bump(connection: AsyncConnection, platform: str, user_id: str, now: datetime,
@@ -30,10 +30,9 @@ async def bump(connection: AsyncConnection, platform: str, user_id: str, now: da
 def _bump_statement(dialect: str) -> Any:
     """The upsert of `bump`, built once per dialect (building it each time cost more than
     running it); the values are bound at execution."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = bindparam("now", type_=UTCDateTime())
     expired = FloodCounter.window_start <= bindparam("expired_before", type_=UTCDateTime())
-    statement = insert(FloodCounter).values(
+    statement = on_conflict_insert(dialect)(FloodCounter).values(
         platform=bindparam("platform"), user_id=bindparam("user_id"), window_start=now,
         count=1, warned=False)
     return statement.on_conflict_do_update(

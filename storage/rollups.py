@@ -49,7 +49,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.sql import ColumnElement
 
 from storage.models import Item, ItemDayStats, ItemMonthStats, UTCDateTime
-from storage.sqlfuncs import seconds_between
+from storage.sqlfuncs import on_conflict_insert, seconds_between
 
 TZ_KEY = "tz"
 KEY = ("day", "topic", "block_id", "channel", "kind", "status")
@@ -146,13 +146,9 @@ def _upsert(dialect: str, table: Any) -> Any:
     """INSERT … ON CONFLICT (key) DO UPDATE SET count = count + excluded.count: the same
     construct on both databases, built by each dialect's own insert(). Built once: building
     it (`excluded` makes a new column collection on every access) cost more than running it."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
+    if dialect not in ("postgresql", "sqlite"):
         raise RollupError(f"no upsert for {dialect}")
-    statement = insert(table)
+    statement = on_conflict_insert(dialect)(table)
     return statement.on_conflict_do_update(
         index_elements=[c.name for c in table.primary_key.columns],
         set_={name: table.c[name] + statement.excluded[name] for name in COUNTS})

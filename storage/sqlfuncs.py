@@ -79,3 +79,15 @@ def _unindexed_sqlite(element: unindexed, compiler: SQLCompiler, **kw: Any) -> s
 def _unindexed_other(element: unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     (column,) = list(element.clauses)
     return str(compiler.process(column, **kw))
+
+
+def on_conflict_insert(dialect: str) -> Any:
+    """The `insert()` of the dialect, for `INSERT … ON CONFLICT`: both databases spell it the
+    same, but each dialect builds it with its own insert construct."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise CompileError(f"no INSERT … ON CONFLICT for {dialect}")
+    return insert

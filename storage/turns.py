@@ -8,10 +8,10 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Account, Consent, DialogState, ProcessedUpdate
+from storage.sqlfuncs import on_conflict_insert
 
 
 async def claim_update(session: AsyncSession, platform: str, update_key: str,
@@ -40,8 +40,7 @@ async def load_writer(session: AsyncSession, platform: str, user_id: str
 
 @lru_cache(maxsize=2)
 def _mark_statement(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (insert(ProcessedUpdate)
+    return (on_conflict_insert(dialect)(ProcessedUpdate)
             .values(platform=bindparam("platform"), update_key=bindparam("update_key"),
                     processed_at=bindparam("processed_at"))
             .on_conflict_do_nothing(index_elements=[ProcessedUpdate.platform,
