@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,20 +38,14 @@ class Services:
     # Called after a turn's commit with the other chats it queued for (a head's card), to
     # serve exactly those at once; None: wake the sender (`on_outbox`).
     on_chats: Callable[[set[tuple[str, str]]], None] | None = None
-    _readers: async_sessionmaker[AsyncSession] | None = field(default=None, init=False,
-                                                              repr=False)
-    _urgent: async_sessionmaker[AsyncSession] | None = field(default=None, init=False,
-                                                             repr=False)
 
-    @property
+    @cached_property
     def readers(self) -> async_sessionmaker[AsyncSession]:
         """Sessions for reading only (statistics, summaries): on SQLite they never take the
         write lock, so a year-long /stats does not hold up a citizen's message."""
-        if self._readers is None:
-            from storage.db import read_session_factory
+        from storage.db import read_session_factory
 
-            self._readers = read_session_factory(self.sessions.kw["bind"], tz=self.tz)
-        return self._readers
+        return read_session_factory(self.sessions.kw["bind"], tz=self.tz)
 
     def chats_queued(self, chats: set[tuple[str, str]]) -> None:
         """A commit queued messages for these (platform, chat id) chats."""
@@ -59,15 +54,13 @@ class Services:
         else:
             self.on_outbox()
 
-    @property
+    @cached_property
     def urgent(self) -> async_sessionmaker[AsyncSession]:
         """Sessions for the outbox's one-statement marks and claims: on SQLite they take the
         write lock before the turns waiting for it."""
-        if self._urgent is None:
-            from storage.db import urgent_session_factory
+        from storage.db import urgent_session_factory
 
-            self._urgent = urgent_session_factory(self.sessions.kw["bind"], tz=self.tz)
-        return self._urgent
+        return urgent_session_factory(self.sessions.kw["bind"], tz=self.tz)
 
     @property
     def calendar(self) -> WorkCalendar:

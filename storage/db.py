@@ -200,26 +200,26 @@ async def autocommit(engine: AsyncEngine, *, urgent: bool = False
         yield connection
 
 
-def session_factory(engine: AsyncEngine, *,
-                    tz: ZoneInfo | None = None) -> async_sessionmaker[AsyncSession]:
+def session_factory(engine: AsyncEngine, *, tz: ZoneInfo | None = None,
+                    **options: bool) -> async_sessionmaker[AsyncSession]:
+    """`options`: execution options of the sessions' connections (READ_ONLY, URGENT)."""
+    bind = engine.execution_options(**options) if options else engine
     # The time zone is what storage/rollups.py needs to file a changed item under its local day.
-    return async_sessionmaker(engine, expire_on_commit=False, info={"tz": tz} if tz else None)
+    return async_sessionmaker(bind, expire_on_commit=False, info={"tz": tz} if tz else None)
 
 
 def read_session_factory(engine: AsyncEngine, *,
                          tz: ZoneInfo | None = None) -> async_sessionmaker[AsyncSession]:
     """Sessions for reading only (statistics, summaries): no write lock on SQLite. Writing
     through one is a mistake; on SQLite it would fail with "database is locked" under load."""
-    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}),
-                              expire_on_commit=False, info={"tz": tz} if tz else None)
+    return session_factory(engine, tz=tz, **{READ_ONLY: True})
 
 
 def urgent_session_factory(engine: AsyncEngine, *,
                            tz: ZoneInfo | None = None) -> async_sessionmaker[AsyncSession]:
     """Sessions for the outbox's single-statement marks and claims: on SQLite they take the
     write lock before the turns waiting for it (see `_WriteGate`)."""
-    return async_sessionmaker(engine.execution_options(**{URGENT: True}),
-                              expire_on_commit=False, info={"tz": tz} if tz else None)
+    return session_factory(engine, tz=tz, **{URGENT: True})
 
 
 async def scrub_freed_pages(engine: AsyncEngine) -> None:
