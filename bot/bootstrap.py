@@ -158,7 +158,7 @@ def telegram_username(settings: Settings) -> str | None:
         return settings.telegram_bot_username
     if not settings.telegram_enabled:
         return None
-    from bot.telegram import fetch_username
+    from bot.telegram_client import fetch_username
 
     try:
         return asyncio.run(fetch_username(settings))

@@ -15,10 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from aiogram import Bot, Dispatcher, F, Router
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.enums import ContentType, ParseMode
+from aiogram.enums import ContentType
 from aiogram.exceptions import (
     ClientDecodeError,
     TelegramAPIError,
@@ -29,28 +26,12 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
 )
-from aiogram.methods import (
-    AnswerCallbackQuery,
-    DeleteWebhook,
-    GetFile,
-    GetMe,
-    SendDocument,
-    SendLocation,
-    SendMediaGroup,
-    SendMessage,
-    SendPhoto,
-    SetMyCommands,
-    SetWebhook,
-)
-from aiogram.methods.base import Response as ApiResponse
 from aiogram.types import (
-    BotCommand,
     CallbackQuery,
     Document,
     Message,
     PhotoSize,
     Update,
-    User,
 )
 from aiohttp import web
 
@@ -60,6 +41,7 @@ from bot.errors import Outcome, Verdict
 from bot.platforms import TELEGRAM, telegram_with_username
 from bot.polling import start_polling, stop_polling
 from bot.settings import Settings
+from bot.telegram_client import introduce, make_bot
 from bot.telegram_polling import TelegramPoller
 from bot.telegram_render import chat_key, plan_parts, send_part
 from bot.transport import STOP_GRACE, Edge, send_parts
@@ -101,25 +83,6 @@ OTHER_USER_CONTENT = frozenset({
     ContentType.INVOICE, ContentType.CHECKLIST, ContentType.LIVE_PHOTO, ContentType.GIVEAWAY,
 })
 
-# The command menu. Telegram-only presentation, so it lives with the transport.
-COMMANDS: dict[str, list[tuple[str, str]]] = {
-    "ru": [
-        ("start", "Начать: согласие и главное меню"),
-        ("help", "Что умеет бот"),
-        ("cancel", "Отменить текущий шаг"),
-        ("privacy", "Какие данные о вас хранятся"),
-        ("forget", "Отозвать согласие на обработку данных"),
-        ("lang", "Язык / Language"),
-    ],
-    "en": [
-        ("start", "Start: consent and the main menu"),
-        ("help", "What this bot does"),
-        ("cancel", "Cancel the current step"),
-        ("privacy", "What is stored about you"),
-        ("forget", "Withdraw consent to data processing"),
-        ("lang", "Language / Язык"),
-    ],
-}
 
 
 class TelegramTransport(Edge):
@@ -239,45 +202,6 @@ def document_of(bot: Bot, document: Document) -> IncomingDocument:
     return IncomingDocument(filename=document.file_name or "document",
                             mime=document.mime_type or "application/octet-stream",
                             size=document.file_size, fetch=fetch)
-
-
-async def introduce(bot: Bot) -> User:
-    """Who the bot is (getMe), and its command menu in each language, at every start."""
-    me = await bot.get_me()
-    for locale, commands in COMMANDS.items():
-        await bot.set_my_commands(
-            [BotCommand(command=name, description=text) for name, text in commands],
-            language_code=None if locale == "ru" else locale)
-    return me
-
-
-# pydantic caches a parametrised generic such as `Response[Message]` only weakly: unreferenced,
-# it is collected and rebuilt (about 1 ms of CPU) for almost every call aiogram makes. The
-# response types of the methods this bot calls are kept alive here.
-_RESPONSE_TYPES = tuple(ApiResponse[method.__returning__] for method in (
-    SendMessage, SendPhoto, SendDocument, SendMediaGroup, SendLocation, AnswerCallbackQuery,
-    GetFile, GetMe, SetMyCommands, SetWebhook, DeleteWebhook))
-
-
-def make_bot(settings: Settings) -> Bot:
-    """A Bot in HTML parse mode, on the configured Bot API server (a local one in tests)."""
-    token = settings.telegram_token
-    if token is None:
-        raise ValueError("MCU_TELEGRAM_TOKEN is not set")
-    api_url = settings.telegram_api_url
-    session = (AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url
-               else AiohttpSession())
-    return Bot(token.get_secret_value(), session=session,
-               default=DefaultBotProperties(parse_mode=ParseMode.HTML))
-
-
-async def fetch_username(settings: Settings) -> str | None:
-    """The bot's @username, for CLI commands that run without the transport (invite links)."""
-    bot = make_bot(settings)
-    try:
-        return (await bot.get_me()).username
-    finally:
-        await bot.session.close()
 
 
 # ---------------------------------------------------------------------------------------------

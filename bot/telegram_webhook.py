@@ -27,6 +27,7 @@ from bot.channel import failure
 from bot.lanes import Lanes
 from bot.ops_http import HEALTH
 from bot.polling import Backoff
+from bot.telegram_client import introduce
 from bot.telegram_polling import feed, lane_key
 
 if TYPE_CHECKING:
@@ -88,8 +89,6 @@ def webhook_url(transport: TelegramTransport) -> str:
 async def register(transport: TelegramTransport, bot: Bot) -> None:
     """getMe, the command menu and setWebhook, until they succeed (each process does it;
     setWebhook is idempotent)."""
-    from bot.telegram import introduce  # bot.telegram imports this module
-
     settings = transport.settings
     assert settings.webhook_secret is not None
     backoff = Backoff("telegram setWebhook", high=REGISTER_PAUSE_MAX)

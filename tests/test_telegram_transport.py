@@ -24,7 +24,8 @@ from sqlalchemy import func, select
 
 from bot.bootstrap import build_services
 from bot.settings import Settings
-from bot.telegram import TelegramTransport, delivery_error, fetch_username
+from bot.telegram import TelegramTransport, delivery_error
+from bot.telegram_client import fetch_username
 from bot.telegram_render import html_chunks
 from handlers.clock import ManualClock
 from handlers.core import Core
