@@ -8,22 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.drills.harness import VK_GROUP, VK_TOKEN
+from tests.drills import conftest as drills
 from tests.fakes.telegram_api import FakeTelegramServer
-from tests.fakes.vk_api import FakeVKServer
 from tests.scale.serve_harness import ScaleWorld
 
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegramServer]:
-    async with FakeTelegramServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def vk() -> AsyncIterator[FakeVKServer]:
-    async with FakeVKServer(group_id=VK_GROUP, token=VK_TOKEN) as server:
-        yield server
+# The drills' fake messengers serve the scale-out tests too.
+tg = drills.tg
+vk = drills.vk
 
 
 @pytest.fixture
