@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import synthetic  # noqa: E402
+from common import analyze, loading_items  # noqa: E402
 
 from bot.settings import DEFAULT_ORG_FILE  # noqa: E402
 from handlers.analytics.report import Audience, build_report  # noqa: E402
@@ -78,48 +79,35 @@ def executors_by_block(org: Organisation) -> dict[str, list[int]]:
 
 def generate_sqlite(path: Path, org: Organisation, count: int) -> None:
     """Bulk insert: indexes dropped during the load and rebuilt after, big transactions."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=OFF")
-    connection.execute("PRAGMA synchronous=OFF")
-    indexes = connection.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='items' "
-        "AND sql IS NOT NULL").fetchall()
-    for name, _ in indexes:
-        connection.execute(f'DROP INDEX "{name}"')
-    stamp = NOW.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    connection.execute("BEGIN")
-    connection.executemany(
-        "INSERT INTO staff (id, role, block_id, name, created_at) VALUES (?, ?, ?, ?, ?)",
-        [(i, *row, stamp) for i, row in enumerate(executor_rows(org), start=1)])
-    connection.executemany(
-        "INSERT INTO clusters (id, topic, label, created_at) VALUES (?, ?, ?, ?)",
-        [(i, "roads", f"улица {i}", stamp) for i in range(1, CLUSTERS + 1)])
-    connection.execute("COMMIT")
-    insert = (f"INSERT INTO items ({', '.join(synthetic.COLUMNS)}) "
-              f"VALUES ({', '.join('?' for _ in synthetic.COLUMNS)})")
-    batch: list[tuple[object, ...]] = []
-    for row in rows(org, count, executors_by_block(org)):
-        batch.append(synthetic.as_sqlite(row))
-        if len(batch) == BATCH:
+    with loading_items(path) as connection:
+        stamp = NOW.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO staff (id, role, block_id, name, created_at) VALUES (?, ?, ?, ?, ?)",
+            [(i, *row, stamp) for i, row in enumerate(executor_rows(org), start=1)])
+        connection.executemany(
+            "INSERT INTO clusters (id, topic, label, created_at) VALUES (?, ?, ?, ?)",
+            [(i, "roads", f"улица {i}", stamp) for i in range(1, CLUSTERS + 1)])
+        connection.execute("COMMIT")
+        insert = (f"INSERT INTO items ({', '.join(synthetic.COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in synthetic.COLUMNS)})")
+        batch: list[tuple[object, ...]] = []
+        for row in rows(org, count, executors_by_block(org)):
+            batch.append(synthetic.as_sqlite(row))
+            if len(batch) == BATCH:
+                connection.execute("BEGIN")
+                connection.executemany(insert, batch)
+                connection.execute("COMMIT")
+                batch.clear()
+        if batch:
             connection.execute("BEGIN")
             connection.executemany(insert, batch)
             connection.execute("COMMIT")
-            batch.clear()
-    if batch:
-        connection.execute("BEGIN")
-        connection.executemany(insert, batch)
-        connection.execute("COMMIT")
-    for _, sql in indexes:
-        connection.execute(sql)
-    connection.close()
     engine = create_sync_engine(f"sqlite:///{path}")
     with engine.begin() as sync:
         rebuild_sync(sync, TZ, durations=False)  # the rows carry their durations already
     engine.dispose()
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("ANALYZE")
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.close()
+    analyze(path)
 
 
 async def generate_postgres(url: str, org: Organisation, count: int) -> None:

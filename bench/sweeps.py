@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import random
 import shutil
-import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +39,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from common import DATA_DIR, Row, table  # noqa: E402
+from common import DATA_DIR, Row, analyze, loading_items, table  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from synthetic import CHANNELS, TOPICS  # noqa: E402
 
@@ -128,40 +127,29 @@ def build(path: Path, org: Organisation, count: int) -> None:
     """The dataset in a migrated SQLite file: bulk insert with the items' indexes dropped."""
     url = f"sqlite+aiosqlite:///{path}"
     upgrade(url)
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=OFF")
-    connection.execute("PRAGMA synchronous=OFF")
-    indexes = connection.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='items' "
-        "AND sql IS NOT NULL").fetchall()
-    for name, _ in indexes:
-        connection.execute(f'DROP INDEX "{name}"')
-    created = stamp(NOW - timedelta(days=400))
-    connection.execute("BEGIN")
-    executors: dict[str, list[int]] = {}
-    account = 0
-    for staff_id, (role, block, locale) in enumerate(staff_rows(org), start=1):
-        connection.execute("INSERT INTO staff (id, role, block_id, name, created_at) "
-                           "VALUES (?, ?, ?, ?, ?)", (staff_id, role, block, role, created))
-        if role == "executor" and block:
-            executors.setdefault(block, []).append(staff_id)
-        platforms = [("telegram", locale)] + ([("vk", "en")] if role == "chairman" else [])
-        for platform, language in platforms:
-            account += 1
-            connection.execute(
-                "INSERT INTO accounts (platform, user_id, chat_id, locale, staff_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (platform, str(7_000_000 + account), str(7_000_000 + account), language,
-                 staff_id, created))
-    insert = (f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) "
-              f"VALUES ({', '.join('?' for _ in ITEM_COLUMNS)})")
-    connection.executemany(insert, item_rows(org, count, executors))
-    connection.execute("COMMIT")
-    for _, sql in indexes:
-        connection.execute(sql)
-    connection.execute("ANALYZE")
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.close()
+    with loading_items(path) as connection:
+        created = stamp(NOW - timedelta(days=400))
+        connection.execute("BEGIN")
+        executors: dict[str, list[int]] = {}
+        account = 0
+        for staff_id, (role, block, locale) in enumerate(staff_rows(org), start=1):
+            connection.execute("INSERT INTO staff (id, role, block_id, name, created_at) "
+                               "VALUES (?, ?, ?, ?, ?)", (staff_id, role, block, role, created))
+            if role == "executor" and block:
+                executors.setdefault(block, []).append(staff_id)
+            platforms = [("telegram", locale)] + ([("vk", "en")] if role == "chairman" else [])
+            for platform, language in platforms:
+                account += 1
+                connection.execute(
+                    "INSERT INTO accounts (platform, user_id, chat_id, locale, staff_id, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (platform, str(7_000_000 + account), str(7_000_000 + account), language,
+                     staff_id, created))
+        insert = (f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in ITEM_COLUMNS)})")
+        connection.executemany(insert, item_rows(org, count, executors))
+        connection.execute("COMMIT")
+    analyze(path)
 
 
 def dataset(org: Organisation, count: int, fresh: bool = False) -> Path:
