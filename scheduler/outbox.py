@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Executable, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import ColumnElement
 
 from handlers.context import Services
 from handlers.events import DeliveryError, Progress, Reply
@@ -106,11 +107,16 @@ _QUEUE = (select(OutboxMessage)
                  OutboxMessage.status == "pending",
                  OutboxMessage.not_before <= bindparam("now"))
           .order_by(OutboxMessage.id).limit(ROWS_PER_CHAT))
+
+
+def _unclaimed(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Nobody holds the row: never claimed, or the claim expired before `now`."""
+    return or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
+
+
 # Pending and not claimed by anyone else: no claim, an expired one, or `mine` (NULL: none).
 _CLAIMABLE = (OutboxMessage.id == bindparam("row_id"), OutboxMessage.status == "pending",
-              or_(OutboxMessage.claimed_until.is_(None),
-                  OutboxMessage.claimed_until < bindparam("now"),
-                  OutboxMessage.claimed_until == bindparam("mine")))
+              or_(_unclaimed(bindparam("now")), OutboxMessage.claimed_until == bindparam("mine")))
 _LOCK_CLAIMABLE = select(OutboxMessage.id).where(*_CLAIMABLE).with_for_update(skip_locked=True)
 _CLAIM = update(OutboxMessage).where(*_CLAIMABLE).values(claimed_until=bindparam("lease"))
 # A delivered row keeps neither its content nor a citizen's chat id.
@@ -204,12 +210,7 @@ class OutboxSender:
             async with self.services.readers() as session:  # reads only: no write lock
                 chats = [(p, c) for p, c in (await session.execute(
                     select(OutboxMessage.platform, OutboxMessage.chat_id)
-                    .where(OutboxMessage.status == "pending",
-                           OutboxMessage.platform.in_(list(self.transports)),
-                           OutboxMessage.not_before <= now,
-                           OutboxMessage.next_attempt_at <= now,
-                           or_(OutboxMessage.claimed_until.is_(None),
-                               OutboxMessage.claimed_until < now))
+                    .where(*self._due(now))
                     .group_by(OutboxMessage.platform, OutboxMessage.chat_id)
                     .order_by(func.min(OutboxMessage.id)).limit(CHATS_PER_SWEEP))).all()]
         gate = asyncio.Semaphore(CONCURRENT_CHATS)
@@ -223,6 +224,13 @@ class OutboxSender:
         finally:
             if self._claimed:  # heads claimed but not served (a stop): free them now
                 await asyncio.shield(self._unclaim_heads())
+
+    def _due(self, now: datetime) -> tuple[ColumnElement[bool], ...]:
+        """Pending rows of this sender's platforms that may go at `now` and nobody holds."""
+        return (OutboxMessage.status == "pending",
+                OutboxMessage.platform.in_(list(self.transports)),
+                OutboxMessage.not_before <= now, OutboxMessage.next_attempt_at <= now,
+                _unclaimed(now))
 
     @property
     def _postgres(self) -> bool:
@@ -239,12 +247,7 @@ class OutboxSender:
         async with self.services.sessions() as session, session.begin():
             heads = (await session.execute(
                 select(OutboxMessage.id, OutboxMessage.platform, OutboxMessage.chat_id)
-                .where(OutboxMessage.status == "pending",
-                       OutboxMessage.platform.in_(list(self.transports)),
-                       OutboxMessage.not_before <= now,
-                       OutboxMessage.next_attempt_at <= now,
-                       or_(OutboxMessage.claimed_until.is_(None),
-                           OutboxMessage.claimed_until < now),
+                .where(*self._due(now),
                        # the head of its chat's due queue: no earlier due row is pending
                        ~exists().where(earlier.platform == OutboxMessage.platform,
                                        earlier.chat_id == OutboxMessage.chat_id,
@@ -476,7 +479,7 @@ class OutboxSender:
         sweep claimed (PostgreSQL) counts as free, as in `_claim`."""
         now = max(now, self.services.now())  # the lease runs from the real time (`_claim`)
         mine = [self._claimed.pop(row_id) for row_id in row_ids if row_id in self._claimed]
-        unclaimed = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
+        unclaimed = _unclaimed(now)
         if mine:
             unclaimed = or_(unclaimed, OutboxMessage.claimed_until.in_(mine))
         async with self.services.urgent() as session, session.begin():
