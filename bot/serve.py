@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
 
 from aiohttp import web
 from sqlalchemy import event
@@ -45,7 +44,6 @@ from storage.db import is_sqlite
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8080
-CONCURRENT_DELIVERIES = 16
 
 
 class ServeError(Exception):
@@ -78,16 +76,13 @@ class TurnDeliveries:
     """After a commit in this process, deliver the chats it queued messages for.
 
     The session factory's commits are watched (SQLAlchemy session events): the chats of new
-    outbox rows (recorded by `enqueue`) are handed over once the transaction has committed,
-    never before, so a rolled-back turn delivers nothing. Claims keep this safe next to the
-    workers: a row is sent by whoever claims it first.
+    outbox rows (recorded by `enqueue`) are handed to the sender once the transaction has
+    committed, never before, so a rolled-back turn delivers nothing. Claims keep this safe
+    next to the workers: a row is sent by whoever claims it first.
     """
 
     def __init__(self, sender: OutboxSender) -> None:
         self.sender = sender
-        self._chats: set[tuple[str, str]] = set()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def install(self, app: App) -> None:
         class Tracked(Session):
@@ -96,47 +91,16 @@ class TurnDeliveries:
         event.listen(Tracked, "after_commit", self._committed)
         event.listen(Tracked, "after_rollback", self._rolled_back)
         app.services.sessions.configure(sync_session_class=Tracked)
-        self._task = asyncio.create_task(self._run(), name="turn-deliveries")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
 
     def _committed(self, session: Session) -> None:
         # `enqueue` (handlers/outbox.py) records the chats of the rows it queues.
         chats = session.info.pop(QUEUED_CHATS, None)
         if chats:
-            self.note(chats)
+            self.sender.serve_now(chats)
 
     @staticmethod
     def _rolled_back(session: Session) -> None:
         session.info.pop(QUEUED_CHATS, None)
-
-    def note(self, chats: Iterable[tuple[str, str]]) -> None:
-        self._chats.update(chats)
-        self._wake.set()
-
-    async def _run(self) -> None:
-        gate = asyncio.Semaphore(CONCURRENT_DELIVERIES)
-        running: set[asyncio.Task[None]] = set()
-
-        async def deliver(platform: str, chat_id: str) -> None:
-            async with gate:
-                try:
-                    await self.sender.deliver_chat(platform, chat_id)
-                except Exception as error:  # the rows stay pending for the workers
-                    log.warning("delivery after a turn failed (%s)", type(error).__name__)
-
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            chats, self._chats = self._chats, set()
-            for platform, chat_id in chats:
-                task = asyncio.create_task(deliver(platform, chat_id))
-                running.add(task)
-                task.add_done_callback(running.discard)
 
 
 async def serve_webhooks(settings: Settings, port: int | None = None,
@@ -177,7 +141,6 @@ async def serve_webhooks(settings: Settings, port: int | None = None,
     finally:
         if runner is not None:
             await runner.cleanup()  # no new requests; those under way have finished
-        await deliveries.stop()
         if keeper is not None:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)

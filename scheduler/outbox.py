@@ -30,7 +30,7 @@ import hashlib
 import logging
 import random
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -165,6 +165,11 @@ class OutboxSender:
         if self._task is None:
             self.wake()
             return
+        self.serve_now(chats)
+
+    def serve_now(self, chats: Iterable[tuple[str, str]]) -> None:
+        """Serve these chats now, each in a task of its own (as many at once as a sweep
+        serves); a chat already waiting out its own limit is left to that wait."""
         for platform, chat_id in chats:
             if (platform, chat_id) not in self._later:
                 self._serve_later(platform, chat_id)
